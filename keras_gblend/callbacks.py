@@ -1,0 +1,226 @@
+"""`GBlendCallback`: online Gradient-Blending inside `model.fit`."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from keras_gblend import blending
+from keras_gblend import measure
+
+
+class GBlendWarning(UserWarning):
+    """Warns that a G-Blend estimate is degenerate (a head collapsed, none learns)."""
+
+
+class GBlendCallback(keras.callbacks.Callback):
+    """Re-weights a `GBlendModel`'s per-head losses from measured overfitting.
+
+    Online, in-situ G-Blend: after `warmup_epochs`, the callback measures every
+    head's loss on a fixed training subset `T'` and on the held-out set `V` (in
+    inference mode); every `super_epoch` epochs after that it measures again,
+    computes `dG`, `dO` and the blend weights (`keras_gblend.blending`) between the
+    two measurements, and assigns the weights to the model's loss-weight variables,
+    effective at the next step with no re-trace. Until the first estimate the
+    model keeps its initial weights (uniform by default).
+
+    At the end of every epoch it writes, per head `h`, `gblend_weight_h`,
+    `gblend_dG_h`, `gblend_dO_h`, `gblend_ogr_h` (NaN before the first estimate),
+    and at estimate epochs `gblend_train_loss_h` and `gblend_heldout_loss_h`, into
+    `logs`, so `History`, `CSVLogger` and `TensorBoard` record them. Pass this
+    callback BEFORE `CSVLogger` in the callbacks list. Every estimate is also kept
+    in `self.estimates`.
+
+    Args:
+        train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`, a fixed
+            subset of the training data (see `keras_gblend.data.sample_subset`).
+        heldout: `V`: same form; drawn from the training data and never trained on
+            (see `keras_gblend.data.holdout_split`).
+        warmup_epochs: Epochs before the first reference measurement (>= 0).
+        super_epoch: Epochs between two measurements (>= 1).
+        min_weight: Smallest weight of any head (see `blending.blend_weights`).
+        smoothing: In `[0, 1)`: the new weights are
+            `(1 - smoothing) * estimate + smoothing * previous`. 0 follows the paper.
+        overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
+        batch_size: Batch size of the measurements when data are arrays.
+        verbose: 1 prints one line per estimate; 0 is silent.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_gblend import build_gblend_model, data
+    >>> ds = data.make_synthetic(num_train=64, num_test=8, dim_b=8)
+    >>> train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25)
+    >>> branches = {
+    ...     m: keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Dense(4)])
+    ...     for m, x in train[0].items()
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> cb = GBlendCallback(train_subset=train, heldout=heldout, verbose=0)
+    >>> history = model.fit(*train, epochs=3, callbacks=[cb], verbose=0)
+    >>> len(cb.estimates)
+    3
+    >>> round(sum(model.get_blend_weights().values()), 6)
+    1.0
+
+    References:
+        Wang, Tran, Feiszli. "What Makes Training Multi-Modal Classification
+        Networks Hard?" CVPR 2020 (Algorithm 3; this callback measures the main
+        model's own heads instead of training copies).
+    """
+
+    def __init__(
+        self,
+        train_subset,
+        heldout,
+        *,
+        warmup_epochs=0,
+        super_epoch=1,
+        min_weight=0.0,
+        smoothing=0.0,
+        overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
+        batch_size=256,
+        verbose=1,
+    ):
+        super().__init__()
+        _check_int("warmup_epochs", warmup_epochs, minimum=0)
+        _check_int("super_epoch", super_epoch, minimum=1)
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"`smoothing` must be in [0, 1). Received {smoothing!r}.")
+        if not 0 <= min_weight < 1:
+            raise ValueError(
+                f"`min_weight` must be in [0, 1/num_heads]. Received {min_weight!r}."
+            )
+        self.train_subset = _check_data("train_subset", train_subset)
+        self.heldout = _check_data("heldout", heldout)
+        self.warmup_epochs = warmup_epochs
+        self.super_epoch = super_epoch
+        self.min_weight = min_weight
+        self.smoothing = smoothing
+        self.overfit_floor = overfit_floor
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.estimates = []
+        self.reference = None
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "set_blend_weights"):
+            raise ValueError(
+                "GBlendCallback needs a GBlendModel (see build_gblend_model). "
+                f"Received {type(self.model).__name__}."
+            )
+        if self.warmup_epochs == 0 and self.reference is None:
+            self.reference = (-1, *self._measure())
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done >= self.warmup_epochs and (
+            self.reference is None or (done - self.reference[0] - 1) >= self.super_epoch
+        ):
+            train_loss, heldout_loss = self._measure()
+            if self.reference is not None:
+                self._estimate(epoch, train_loss, heldout_loss)
+            self.reference = (epoch, train_loss, heldout_loss)
+            if logs is not None:
+                for h, t, v in zip(self.model.head_names, train_loss, heldout_loss):
+                    logs[f"gblend_train_loss_{h}"] = float(t)
+                    logs[f"gblend_heldout_loss_{h}"] = float(v)
+        if logs is not None:
+            logs.update(self._log_values())
+
+    def _measure(self):
+        return (
+            measure.head_losses(self.model, self.train_subset, batch_size=self.batch_size),
+            measure.head_losses(self.model, self.heldout, batch_size=self.batch_size),
+        )
+
+    def _estimate(self, epoch, train_loss, heldout_loss):
+        heads = self.model.head_names
+        previous = np.array([self.model.get_blend_weights()[h] for h in heads])
+        _, train_before, heldout_before = self.reference
+        estimate = blending.blend_from_losses(
+            train_before,
+            heldout_before,
+            train_loss,
+            heldout_loss,
+            min_weight=self.min_weight,
+            overfit_floor=self.overfit_floor,
+            fallback=previous,
+        )
+        weights = (1 - self.smoothing) * estimate.weights + self.smoothing * previous
+        self.model.set_blend_weights(weights)
+        record = {
+            "epoch": epoch + 1,
+            "status": estimate.status,
+            **{
+                f"{key}_{h}": float(value)
+                for key, values in (
+                    ("weight", weights),
+                    ("dG", estimate.d_g),
+                    ("dO", estimate.d_o),
+                    ("ogr", estimate.ogr),
+                    ("train_loss", train_loss),
+                    ("heldout_loss", heldout_loss),
+                )
+                for h, value in zip(heads, values)
+            },
+        }
+        self.estimates.append(record)
+        self._warn(estimate, weights, epoch)
+        if self.verbose:
+            parts = ", ".join(
+                f"{h} {w:.3f} (dG {g:+.4f}, dO {o:+.4f})"
+                for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
+            )
+            print(f"\nG-Blend epoch {epoch + 1}: weights {parts}", flush=True)
+
+    def _warn(self, estimate, weights, epoch):
+        heads = self.model.head_names
+        if estimate.status == "fallback":
+            changes = ", ".join(f"{h} dG={g:+.4g}" for h, g in zip(heads, estimate.d_g))
+            warnings.warn(
+                f"G-Blend at epoch {epoch + 1}: no head generalised ({changes}); "
+                "kept the previous weights. Training may have started to overfit "
+                "everywhere, or V is too small to measure a change.",
+                GBlendWarning,
+                stacklevel=2,
+            )
+            return
+        collapsed = [
+            f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g})"
+            for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
+            if w <= self.min_weight + 1e-12
+        ]
+        if collapsed:
+            warnings.warn(
+                f"G-Blend at epoch {epoch + 1}: weight collapsed to the minimum "
+                f"{self.min_weight} for {', '.join(collapsed)}.",
+                GBlendWarning,
+                stacklevel=2,
+            )
+
+    def _log_values(self):
+        last = self.estimates[-1] if self.estimates else {}
+        values = {}
+        for h, w in self.model.get_blend_weights().items():
+            values[f"gblend_weight_{h}"] = w
+            for key in ("dG", "dO", "ogr"):
+                values[f"gblend_{key}_{h}"] = last.get(f"{key}_{h}", math.nan)
+        return values
+
+
+def _check_int(name, value, minimum):
+    if not (isinstance(value, (int, np.integer)) and value >= minimum):
+        raise ValueError(f"`{name}` must be an int >= {minimum}. Received {value!r}.")
+
+
+def _check_data(name, data):
+    from keras_gblend.data import arrays
+
+    if arrays.is_dataset(data):
+        return data
+    return arrays.check_pair(name, data)

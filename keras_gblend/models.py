@@ -1,0 +1,396 @@
+"""The multi-head G-Blend model: one classifier head per modality plus a fused head.
+
+`build_gblend_model` joins one Keras functional sub-model per modality into a single
+`GBlendModel` whose outputs are keyed by modality name plus `"fused"`. The model
+owns one non-trainable loss-weight variable per head and passes them to `compile`,
+so a callback's `assign` takes effect at the next training step without re-tracing
+(Keras bakes Python-float loss weights into the traced train function; a dict of
+variables is read at every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gblend import fusion as fusion_lib
+
+FUSED = "fused"
+
+
+@keras.saving.register_keras_serializable(package="keras_gblend")
+class GBlendModel(keras.Model):
+    """A functional multi-output model that owns its per-head loss weights.
+
+    Build it with `build_gblend_model` (or functionally, with one named input per
+    modality and a dict of outputs keyed by `modalities + ("fused",)`). It behaves
+    like any Keras model, with three additions:
+
+    * `blend_weights`: one non-trainable scalar variable per head, used as the
+      per-head loss weights by `compile`; `set_blend_weights` assigns them.
+    * Labels: `fit`/`evaluate` accept a single label tensor and copy it to every
+      head (a dict of per-head labels is accepted too).
+    * Inputs: a dict of inputs must have exactly the modality keys; a missing or
+      extra key raises instead of being fed to the wrong branch.
+
+    Args:
+        *args: Passed to `keras.Model` (`inputs`, `outputs`).
+        modalities: Names of the modality heads, in order. The fused head is
+            always `"fused"`.
+        initial_blend_weights: Starting weights, a mapping from head name to
+            float or a sequence in head order. Default: uniform `1 / num_heads`.
+        **kwargs: Passed to `keras.Model` (`name`, ...).
+
+    Example:
+
+    >>> import keras
+    >>> from keras_gblend import build_gblend_model
+    >>> branches = {
+    ...     name: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...     for name in ("a", "b")
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=2)
+    >>> model.head_names
+    ('a', 'b', 'fused')
+    >>> model.set_blend_weights({"a": 0.2, "b": 0.3, "fused": 0.5})
+    >>> {k: round(v, 2) for k, v in model.get_blend_weights().items()}
+    {'a': 0.2, 'b': 0.3, 'fused': 0.5}
+    """
+
+    def __init__(self, *args, modalities=None, initial_blend_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if modalities is None:
+            raise ValueError(
+                "`modalities` must list the modality names (at least two). "
+                "Received None. Use `build_gblend_model` to build this model."
+            )
+        self.modalities = _check_modalities(modalities)
+        self.head_names = self.modalities + (FUSED,)
+        if not isinstance(self.output, dict) or set(self.output) != set(
+            self.head_names
+        ):
+            received = sorted(self.output) if isinstance(self.output, dict) else None
+            raise ValueError(
+                f"`outputs` must be a dict keyed by {list(self.head_names)}. "
+                f"Received output keys {received}."
+            )
+        weights = _weights_vector(initial_blend_weights, self.head_names)
+        self.initial_blend_weights = dict(zip(self.head_names, weights.tolist()))
+        self._blend_weights = {
+            name: self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(float(w)),
+                trainable=False,
+                name=f"blend_weight_{name}",
+                aggregation="only_first_replica",
+            )
+            for name, w in zip(self.head_names, weights)
+        }
+
+    @property
+    def blend_weights(self):
+        """Dict from head name to its non-trainable loss-weight variable."""
+        return dict(self._blend_weights)
+
+    def get_blend_weights(self):
+        """Returns the current loss weights as a dict of Python floats."""
+        return {
+            name: float(keras.ops.convert_to_numpy(v))
+            for name, v in self._blend_weights.items()
+        }
+
+    def set_blend_weights(self, weights):
+        """Assigns new loss weights; they apply from the next training step.
+
+        Args:
+            weights: A mapping from every head name to a weight, or a sequence of
+                weights in `head_names` order. Weights must be finite and `>= 0`.
+
+        Raises:
+            ValueError: If a head is missing or unknown, or a weight is negative
+                or not finite.
+        """
+        values = _weights_vector(weights, self.head_names, normalise=False)
+        for name, value in zip(self.head_names, values):
+            self._blend_weights[name].assign(float(value))
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, **kwargs):
+        """Configures the model for training, with the blend weights as loss weights.
+
+        Same as `keras.Model.compile`, except that `loss` may be one loss (it is
+        used for every head) and `loss_weights` must be left unset: the model's
+        blend-weight variables are used instead.
+
+        Args:
+            optimizer: As in `keras.Model.compile`. SGD with momentum is
+                recommended: Adam largely cancels per-head loss weights.
+            loss: One loss for every head, or a dict keyed by head name.
+            loss_weights: Must be None.
+            **kwargs: Passed to `keras.Model.compile` (`metrics`, ...).
+
+        Raises:
+            ValueError: If `loss_weights` is given or `loss` is missing or has the
+                wrong keys.
+        """
+        if loss_weights is not None:
+            raise ValueError(
+                "`loss_weights` is managed by GBlendModel (its blend-weight "
+                "variables); set them with `set_blend_weights`. Received "
+                f"loss_weights={loss_weights}."
+            )
+        if loss is None:
+            raise ValueError(
+                "`loss` is required, e.g. 'sparse_categorical_crossentropy'. "
+                "Received None."
+            )
+        if isinstance(loss, Mapping):
+            if set(loss) != set(self.head_names):
+                raise ValueError(
+                    f"`loss` dict must have the keys {list(self.head_names)}. "
+                    f"Received {sorted(loss)}."
+                )
+            loss = {name: loss[name] for name in self.head_names}
+        else:
+            loss = {name: loss for name in self.head_names}
+        metrics = kwargs.pop("metrics", None)
+        if metrics is not None and not isinstance(metrics, Mapping):
+            metrics = {name: metrics for name in self.head_names}
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=dict(self._blend_weights),
+            metrics=metrics,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        config = keras.utils.deserialize_keras_object(config)
+        config.pop("loss_weights", None)
+        self.compile(**config)
+        if self.built and hasattr(self, "optimizer"):
+            self.optimizer.build(self.trainable_variables)
+
+    def call(self, inputs, training=None, mask=None):
+        if isinstance(inputs, Mapping):
+            inputs = self._select_modalities(inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+    def _select_modalities(self, inputs):
+        keys = set(inputs)
+        missing = [m for m in self.modalities if m not in keys]
+        extra = sorted(keys - set(self.modalities))
+        if missing or extra:
+            raise ValueError(
+                f"Inputs must be a dict with exactly the modality keys "
+                f"{list(self.modalities)}. Missing: {missing}; unexpected: {extra}. "
+                "Drop extra keys before calling the model (an extra key is never "
+                "fed to a branch)."
+            )
+        return {m: inputs[m] for m in self.modalities}
+
+    def _expand_labels(self, y):
+        if isinstance(y, Mapping):
+            return y
+        shape = tuple(getattr(y, "shape", np.shape(y)))
+        num_classes = self.output[FUSED].shape[-1]
+        if len(shape) not in (1, 2) or (
+            len(shape) == 2 and shape[-1] not in (1, num_classes, None)
+        ):
+            raise ValueError(
+                "Labels must have shape (batch,) or (batch, 1) with class indices, "
+                f"or (batch, {num_classes}) one-hot. Received shape {shape}."
+            )
+        return {name: y for name in self.head_names}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kw):
+        return super().compute_loss(
+            x, self._expand_labels(y), y_pred, sample_weight, **kw
+        )
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(
+            x, self._expand_labels(y), y_pred, sample_weight=sample_weight
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["modalities"] = list(self.modalities)
+        config["initial_blend_weights"] = dict(self.initial_blend_weights)
+        return config
+
+
+def build_gblend_model(
+    branches,
+    num_classes,
+    *,
+    fusion="concat",
+    fused_hidden_units=None,
+    dropout=0.0,
+    initial_blend_weights=None,
+    name="gblend",
+):
+    """Joins one feature sub-model per modality into a multi-head `GBlendModel`.
+
+    Each branch gets its own linear softmax classifier (the modality head); the
+    branch features are fused (late fusion by concatenation by default) and fed
+    to the fused classifier head.
+
+    Args:
+        branches: Mapping from modality name to a Keras model with one input and
+            one rank-2 output `(batch, features)`. At least two modalities; names
+            must be valid Keras names and must not be `"fused"`.
+        num_classes: Number of classes (>= 2).
+        fusion: `"concat"` (late fusion by concatenation), `"sum"`, or a callable
+            mapping a list of feature tensors to one tensor (see
+            `keras_gblend.fusion`).
+        fused_hidden_units: Optional width of a ReLU layer between the fused
+            features and the fused classifier.
+        dropout: Dropout rate applied to the features before every head.
+        initial_blend_weights: Starting loss weights (mapping or sequence in
+            head order); default uniform.
+        name: Model name.
+
+    Returns:
+        A `GBlendModel` with one input per modality (named by modality) and
+        softmax outputs keyed by modality name plus `"fused"`.
+
+    Raises:
+        ValueError: If fewer than two modalities are given, a name is invalid,
+            a branch is not a Keras model, has several inputs, or its output is
+            not rank 2, or `num_classes < 2`.
+
+    Example:
+
+    >>> import keras
+    >>> branches = {
+    ...     "image": keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
+    ...     "audio": keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)]),
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=3)
+    >>> sorted(model.output)
+    ['audio', 'fused', 'image']
+    """
+    if not isinstance(branches, Mapping):
+        raise ValueError(
+            "`branches` must be a mapping from modality name to a Keras model. "
+            f"Received {type(branches).__name__}."
+        )
+    modalities = _check_modalities(branches)
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2. Received {num_classes}.")
+    fuse = fusion_lib.get(fusion)
+    inputs, features, outputs = {}, {}, {}
+    for modality in modalities:
+        branch = branches[modality]
+        _check_branch(modality, branch)
+        inputs[modality] = keras.Input(
+            shape=branch.inputs[0].shape[1:],
+            dtype=branch.inputs[0].dtype,
+            name=modality,
+        )
+        features[modality] = branch(inputs[modality])
+    for modality in modalities:
+        x = features[modality]
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{modality}_dropout")(x)
+        outputs[modality] = keras.layers.Dense(
+            num_classes, activation="softmax", name=f"{modality}_head"
+        )(x)
+    fused = fuse([features[m] for m in modalities])
+    if fused_hidden_units:
+        fused = keras.layers.Dense(
+            fused_hidden_units, activation="relu", name="fused_hidden"
+        )(fused)
+    if dropout:
+        fused = keras.layers.Dropout(dropout, name="fused_dropout")(fused)
+    outputs[FUSED] = keras.layers.Dense(
+        num_classes, activation="softmax", name="fused_head"
+    )(fused)
+    return GBlendModel(
+        inputs=inputs,
+        outputs=outputs,
+        modalities=modalities,
+        initial_blend_weights=initial_blend_weights,
+        name=name,
+    )
+
+
+def _check_modalities(modalities):
+    names = tuple(modalities)
+    if len(names) < 2:
+        raise ValueError(
+            "G-Blend needs at least two modalities. "
+            f"Received {len(names)}: {list(names)}."
+        )
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                "Modality names must be strings that are valid identifiers "
+                f"(letters, digits, underscores). Received {name!r}."
+            )
+        if name == FUSED:
+            raise ValueError(
+                f"A modality cannot be named {FUSED!r}: that name is reserved for "
+                f"the fused head. Received modalities {list(names)}."
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"Modality names must be unique. Received {list(names)}.")
+    return names
+
+
+def _check_branch(modality, branch):
+    if not isinstance(branch, keras.Model):
+        raise ValueError(
+            f"Branch {modality!r} must be a Keras model. "
+            f"Received {type(branch).__name__}."
+        )
+    try:
+        branch_inputs, branch_outputs = branch.inputs, branch.outputs
+    except (AttributeError, ValueError):
+        branch_inputs = branch_outputs = None
+    if not branch_inputs or not branch_outputs:
+        raise ValueError(
+            f"Branch {modality!r} must be a built functional or Sequential model "
+            "with a defined input (start Sequential models with keras.Input)."
+        )
+    if len(branch_inputs) != 1:
+        raise ValueError(
+            f"Branch {modality!r} must have exactly one input. "
+            f"Received {len(branch_inputs)} inputs."
+        )
+    if len(branch_outputs) != 1 or len(branch_outputs[0].shape) != 2:
+        shapes = [tuple(o.shape) for o in branch_outputs]
+        raise ValueError(
+            f"Branch {modality!r} must output one rank-2 feature tensor "
+            f"(batch, features); add a Flatten or pooling layer. Received output "
+            f"shapes {shapes}."
+        )
+
+
+def _weights_vector(weights, head_names, normalise=True):
+    num_heads = len(head_names)
+    if weights is None:
+        return np.full(num_heads, 1.0 / num_heads)
+    if isinstance(weights, Mapping):
+        if set(weights) != set(head_names):
+            raise ValueError(
+                f"Blend weights must have exactly the keys {list(head_names)}. "
+                f"Received {sorted(weights)}."
+            )
+        weights = [weights[name] for name in head_names]
+    values = np.asarray(ops.convert_to_numpy(weights), dtype=np.float64).reshape(-1)
+    if values.size != num_heads:
+        raise ValueError(
+            f"Expected {num_heads} blend weights, one per head {list(head_names)}. "
+            f"Received {values.size}."
+        )
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"Blend weights must be finite and >= 0. Received {values.tolist()}."
+        )
+    if normalise and values.sum() <= 0:
+        raise ValueError(f"Blend weights must not all be 0. Received {values}.")
+    return values
