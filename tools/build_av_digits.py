@@ -9,13 +9,13 @@ from the training pool and test clips from the test pool, without replacement.
 Rows are ordered by (speaker, digit, take). The output is byte-for-byte
 reproducible (fixed zip timestamps) and `content_checksum` identifies its arrays.
 
-Usage (from the repository root; about 10 s on a 2-core CPU):
+Usage (from the repository root; about 7 s on a 2-core CPU, 4 s of it building):
 
     python tools/build_av_digits.py
     python tools/build_av_digits.py --raw_dir=/path/to/data --output=/tmp/av.npz
 
-It prints the content checksum, which must equal
-`keras_gblend.data.av_digits.EXPECTED_CHECKSUM`.
+It writes a 2.3 MiB file and prints its content checksum, which must equal
+`keras_gblend.data.av_digits.EXPECTED_CHECKSUM` (ccf27c59...).
 """
 
 import gzip
@@ -109,9 +109,11 @@ def build(raw_dir):
     """
     raw_dir = Path(raw_dir)
     clips = _clip_table(raw_dir / "fsdd" / "recordings")
-    speaker, label, take, paths = (list(column) for column in zip(*clips))
+    speaker, label, take, paths = (list(column) for column in zip(*clips, strict=True))
     speaker, label, take = (np.array(c, np.int32) for c in (speaker, label, take))
-    split = np.isin(speaker, [SPEAKERS.index(s) for s in TEST_SPEAKERS]).astype(np.int32)
+    split = np.isin(speaker, [SPEAKERS.index(s) for s in TEST_SPEAKERS]).astype(
+        np.int32
+    )
     print(f"Reading {len(paths)} FSDD clips from {raw_dir / 'fsdd'}", flush=True)
     log_mel = _log_mels(paths)
     quantised = np.round((log_mel - AUDIO_OFFSET) / AUDIO_SCALE)
@@ -180,7 +182,9 @@ def write_npz(path, arrays):
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             with zf.open(info, "w") as f:
-                np.lib.format.write_array(f, np.asarray(arrays[name]), allow_pickle=False)
+                np.lib.format.write_array(
+                    f, np.asarray(arrays[name]), allow_pickle=False
+                )
 
 
 def main(argv):
@@ -190,7 +194,9 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(_FLAGS.output)), exist_ok=True)
     write_npz(_FLAGS.output, arrays)
     size = os.path.getsize(_FLAGS.output)
-    print(f"Wrote {_FLAGS.output} ({size / 2**20:.2f} MiB) in {time.time() - start:.1f} s")
+    print(
+        f"Wrote {_FLAGS.output} ({size / 2**20:.2f} MiB) in {time.time() - start:.1f} s"
+    )
     print(f"Content checksum: {content_checksum(arrays)}")
 
 

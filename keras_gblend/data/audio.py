@@ -78,7 +78,7 @@ def fix_length(waveform, num_samples=NUM_SAMPLES):
     """
     if not isinstance(num_samples, int) or num_samples <= 0:
         raise ValueError(
-            f"`num_samples` must be a positive int, received: {num_samples!r}"
+            f"`num_samples` must be a positive int. Received {num_samples!r}."
         )
     waveform = tf.convert_to_tensor(waveform)[:num_samples]
     padding = num_samples - tf.shape(waveform)[0]
@@ -132,10 +132,10 @@ def log_mel_spectrogram(
     if upper_edge_hertz > sample_rate / 2:
         raise ValueError(
             "`upper_edge_hertz` must be at most sample_rate / 2 = "
-            f"{sample_rate / 2}, received: {upper_edge_hertz}"
+            f"{sample_rate / 2}. Received {upper_edge_hertz!r}."
         )
     if log_offset <= 0:
-        raise ValueError(f"`log_offset` must be positive, received: {log_offset}")
+        raise ValueError(f"`log_offset` must be positive. Received {log_offset!r}.")
     waveform = tf.cast(waveform, tf.float64)
     stft = tf.signal.stft(
         waveform,

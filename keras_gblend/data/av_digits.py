@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "av_digits.npz")
-EXPECTED_CHECKSUM = "TBD"
+EXPECTED_CHECKSUM = "ccf27c5991e1a4558d8eabe9366c9c81df96f6ce1e5871fb5a8e880d6000bbb6"
 SPLITS = ("train", "test", "all")
 _SPLIT_CODES = {"train": 0, "test": 1}
 
@@ -46,7 +46,7 @@ def content_checksum(arrays):
 
     Example:
         >>> content_checksum({"a": np.zeros(2, np.uint8)})[:8]
-        'c3a4c8d9'
+        '6402e715'
     """
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -87,9 +87,7 @@ def _read(path):
 
 def _check_split(split):
     if split not in SPLITS:
-        raise ValueError(
-            f"`split` must be one of {SPLITS}, received: {split!r}"
-        )
+        raise ValueError(f"`split` must be one of {SPLITS}. Received {split!r}.")
 
 
 def load_av_digits(split="train", path=None):
@@ -159,7 +157,7 @@ def av_digits_dataset(split="train", batch_size=32, shuffle=None, seed=None):
     _check_split(split)
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(
-            f"`batch_size` must be a positive int, received: {batch_size!r}"
+            f"`batch_size` must be a positive int. Received {batch_size!r}."
         )
     data = load_av_digits(split)
     dataset = tf.data.Dataset.from_tensor_slices((data.x, data.y))
