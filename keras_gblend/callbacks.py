@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 
 import keras
 import numpy as np
 
-from keras_gblend import blending
-from keras_gblend import measure
+from keras_gblend import blending, io_utils, measure
+
+MODES = ("in_situ", "exact")
 
 
 class GBlendWarning(UserWarning):
@@ -46,6 +49,23 @@ class GBlendCallback(keras.callbacks.Callback):
             `(1 - smoothing) * estimate + smoothing * previous`. 0 follows the paper.
         overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
         batch_size: Batch size of the measurements when data are arrays.
+        mode: `"in_situ"` (default: measure the main model's own heads; costs two
+            small evaluations per super-epoch) or `"exact"` (the paper's
+            Algorithm 3: at every super-epoch, copies of each head's sub-model
+            start from the current weights, train `exact_epochs` epochs on
+            `train_data`, and are measured before and after; about K + 2 times
+            the cost of plain training). The main model's weights and optimizer
+            are never touched by the copies.
+        train_data: `(x, y)` arrays the exact mode's copies train on (the trained
+            part of the data, never `heldout`). Required for `mode="exact"`.
+        exact_epochs: Epochs each copy trains in exact mode (the paper's n).
+        state_path: Optional JSON file where the callback keeps its measurements
+            and estimates, written atomically after each one. If the file exists
+            when training starts, the callback resumes from it (dropping entries
+            later than the epoch training restarts from), so with
+            `keras.callbacks.BackupAndRestore` an interrupted run continues with
+            the same weights and history. Pass this callback before
+            `BackupAndRestore` in the callbacks list.
         verbose: 1 prints one line per estimate; 0 is silent.
 
     Example:
@@ -84,9 +104,28 @@ class GBlendCallback(keras.callbacks.Callback):
         smoothing=0.0,
         overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
         batch_size=256,
+        mode="in_situ",
+        train_data=None,
+        exact_epochs=1,
+        state_path=None,
         verbose=1,
     ):
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {list(MODES)}. Received {mode!r}.")
+        if mode == "exact":
+            if train_data is None:
+                raise ValueError(
+                    "`train_data` is required with mode='exact' (the copies train "
+                    "on it). Received None."
+                )
+            train_data = _check_data("train_data", train_data)
+            if not isinstance(train_data, tuple):
+                raise ValueError(
+                    "`train_data` must be (x, y) arrays in exact mode. Received a "
+                    "tf.data.Dataset."
+                )
+            _check_int("exact_epochs", exact_epochs, minimum=1)
         _check_int("warmup_epochs", warmup_epochs, minimum=0)
         _check_int("super_epoch", super_epoch, minimum=1)
         if not 0 <= smoothing < 1:
@@ -103,9 +142,19 @@ class GBlendCallback(keras.callbacks.Callback):
         self.smoothing = smoothing
         self.overfit_floor = overfit_floor
         self.batch_size = batch_size
+        self.mode = mode
+        self.train_data = train_data
+        self.exact_epochs = exact_epochs
+        self.state_path = state_path
         self.verbose = verbose
         self.estimates = []
-        self.reference = None
+        self.measurements = []
+        self._resumed = False
+
+    @property
+    def reference(self):
+        """The latest in-situ measurement (a dict), or None before the first."""
+        return self.measurements[-1] if self.measurements else None
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_blend_weights"):
@@ -113,18 +162,40 @@ class GBlendCallback(keras.callbacks.Callback):
                 "GBlendCallback needs a GBlendModel (see build_gblend_model). "
                 f"Received {type(self.model).__name__}."
             )
-        if self.warmup_epochs == 0 and self.reference is None:
-            self.reference = (-1, *self._measure())
+        self._resumed = False
+        if self.state_path and os.path.exists(self.state_path):
+            with open(self.state_path) as handle:
+                state = json.load(handle)
+            self.measurements = state["measurements"]
+            self.estimates = state["estimates"]
+            self._resumed = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._resumed:
+            # Drop what was recorded after the checkpoint training restarts from.
+            self.measurements = [m for m in self.measurements if m["epoch"] < epoch]
+            self.estimates = [e for e in self.estimates if e["epoch"] <= epoch]
+            self._resumed = False
+        if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
+            if not self.measurements:
+                self._record_measurement(-1, *self._measure())
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done >= self.warmup_epochs and (
-            self.reference is None or (done - self.reference[0] - 1) >= self.super_epoch
+        if self.mode == "exact":
+            if done >= self.warmup_epochs and (
+                (done - self.warmup_epochs) % self.super_epoch == 0
+            ):
+                self._estimate_exact(epoch)
+                self._save_state()
+        elif done >= self.warmup_epochs and (
+            self.reference is None
+            or epoch - self.reference["epoch"] >= self.super_epoch
         ):
             train_loss, heldout_loss = self._measure()
             if self.reference is not None:
                 self._estimate(epoch, train_loss, heldout_loss)
-            self.reference = (epoch, train_loss, heldout_loss)
+            self._record_measurement(epoch, train_loss, heldout_loss)
             if logs is not None:
                 for h, t, v in zip(self.model.head_names, train_loss, heldout_loss):
                     logs[f"gblend_train_loss_{h}"] = float(t)
@@ -132,16 +203,62 @@ class GBlendCallback(keras.callbacks.Callback):
         if logs is not None:
             logs.update(self._log_values())
 
+    def _record_measurement(self, epoch, train_loss, heldout_loss):
+        self.measurements.append(
+            {
+                "epoch": epoch,
+                "train": [float(v) for v in train_loss],
+                "heldout": [float(v) for v in heldout_loss],
+            }
+        )
+        self._save_state()
+
+    def _save_state(self):
+        if self.state_path:
+            io_utils.atomic_write_json(
+                self.state_path,
+                {
+                    "version": 1,
+                    "head_names": list(self.model.head_names),
+                    "measurements": self.measurements,
+                    "estimates": self.estimates,
+                },
+            )
+
     def _measure(self):
         return (
-            measure.head_losses(self.model, self.train_subset, batch_size=self.batch_size),
+            measure.head_losses(
+                self.model, self.train_subset, batch_size=self.batch_size
+            ),
             measure.head_losses(self.model, self.heldout, batch_size=self.batch_size),
         )
 
-    def _estimate(self, epoch, train_loss, heldout_loss):
+    def _estimate_exact(self, epoch):
+        from keras_gblend import estimation
+
+        lr = self.model.optimizer.learning_rate
+        losses = estimation.measure_heads_by_training(
+            self.model,
+            self.train_data,
+            self.train_subset,
+            self.heldout,
+            epochs=self.exact_epochs,
+            batch_size=self.batch_size,
+            learning_rate=float(keras.ops.convert_to_numpy(lr)),
+        )
+        self._estimate(
+            epoch,
+            losses["train_after"],
+            losses["heldout_after"],
+            reference=(losses["train_before"], losses["heldout_before"]),
+        )
+
+    def _estimate(self, epoch, train_loss, heldout_loss, reference=None):
         heads = self.model.head_names
         previous = np.array([self.model.get_blend_weights()[h] for h in heads])
-        _, train_before, heldout_before = self.reference
+        if reference is None:
+            reference = (self.reference["train"], self.reference["heldout"])
+        train_before, heldout_before = reference
         estimate = blending.blend_from_losses(
             train_before,
             heldout_before,

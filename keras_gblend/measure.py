@@ -42,7 +42,9 @@ def head_losses(model, data, *, batch_size=256):
     (3,)
     """
     if getattr(model, "compiled_loss", None) is None and not model.compiled:
-        raise ValueError("`model` must be compiled before its head losses can be measured.")
+        raise ValueError(
+            "`model` must be compiled before its head losses can be measured."
+        )
     if arrays.is_dataset(data):
         results = model.evaluate(data, verbose=0, return_dict=True)
     else:

@@ -356,6 +356,12 @@ def _check_branch(modality, branch):
             f"Branch {modality!r} must be a built functional or Sequential model "
             "with a defined input (start Sequential models with keras.Input)."
         )
+    if branch.name in (modality, FUSED) or branch.name.endswith("_head"):
+        raise ValueError(
+            f"Branch {modality!r} is named {branch.name!r}, which clashes with the "
+            "layer names of the G-Blend model (inputs are named by modality, heads "
+            f"'<modality>_head'); name it e.g. {modality + '_encoder'!r}."
+        )
     if len(branch_inputs) != 1:
         raise ValueError(
             f"Branch {modality!r} must have exactly one input. "

@@ -9,7 +9,9 @@ import numpy as np
 
 def is_dataset(data):
     """Whether `data` is a `tf.data.Dataset` (without importing TensorFlow)."""
-    return type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec")
+    return type(data).__module__.startswith("tensorflow") and hasattr(
+        data, "element_spec"
+    )
 
 
 def check_pair(name, data):

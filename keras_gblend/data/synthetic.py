@@ -79,7 +79,9 @@ def make_synthetic(
         if not (isinstance(value, (int, np.integer)) and value >= 1):
             raise ValueError(f"`{name}` must be an int >= 1. Received {value!r}.")
     if not (isinstance(num_classes, (int, np.integer)) and num_classes >= 2):
-        raise ValueError(f"`num_classes` must be an int >= 2. Received {num_classes!r}.")
+        raise ValueError(
+            f"`num_classes` must be an int >= 2. Received {num_classes!r}."
+        )
     if not sep_b >= 0:
         raise ValueError(f"`sep_b` must be >= 0. Received {sep_b!r}.")
     rng = np.random.default_rng(seed)
