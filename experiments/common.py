@@ -11,6 +11,7 @@ is used once, for the reported accuracies.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -75,6 +76,9 @@ class Config:
     patience: int = 5
     sep_b: float = 2.5
     feature_units: int = 64
+    # AV-Digits: a small CNN for images, a fully connected encoder on the log-mel
+    # patch for audio (see RESULTS.md for a conv audio encoder).
+    encoders: str = "image=conv,audio=mlp"
 
 
 def load_task(name, config=Config(), seed=0):
@@ -95,24 +99,44 @@ def load_task(name, config=Config(), seed=0):
     raise ValueError(f"`dataset` must be one of {list(DATASETS)}. Received {name!r}.")
 
 
+ENCODERS = ("mlp", "conv")
+
+
+def _encoder_kinds(task, config):
+    kinds = dict(item.split("=") for item in config.encoders.split(",") if item)
+    unknown = {k: v for k, v in kinds.items() if v not in ENCODERS}
+    if unknown:
+        raise ValueError(
+            f"`encoders` kinds must be in {list(ENCODERS)}. Received {unknown}."
+        )
+    return {
+        m: kinds.get(m, "conv" if x.ndim == 4 else "mlp")
+        for m, x in task.train[0].items()
+    }
+
+
 def make_branches(task, config, dropout=0.0):
-    """One encoder per modality: MLPs for vectors, small CNNs for 2-D inputs."""
+    """One encoder per modality, as `config.encoders` says.
+
+    `config.encoders` is a comma-separated list `modality=kind` with kind `mlp`
+    (Flatten -> Dense(64, relu)) or `conv` (Conv2D(8, 3x3) -> MaxPool -> Flatten ->
+    Dense(64, relu)); modalities not listed get `conv` for 2-D inputs, else `mlp`.
+    """
     branches = {}
-    for modality, x in task.train[0].items():
-        shape = x.shape[1:]
-        if len(shape) == 3:
+    for modality, kind in _encoder_kinds(task, config).items():
+        shape = task.train[0][modality].shape[1:]
+        name = f"{modality}_encoder"
+        if kind == "conv":
             branches[modality] = encoders.conv_encoder(
                 shape,
+                filters=(8,),
                 units=config.feature_units,
                 dropout=dropout,
-                name=f"{modality}_encoder",
+                name=name,
             )
         else:
             branches[modality] = encoders.mlp_encoder(
-                shape,
-                units=(config.feature_units,),
-                dropout=dropout,
-                name=f"{modality}_encoder",
+                shape, units=(config.feature_units,), dropout=dropout, name=name
             )
     return branches
 
@@ -166,7 +190,15 @@ def _train_unimodal(model, modality, train, config, epochs, verbose):
     return sub
 
 
-def run_method(method, task, config=Config(), seed=0, verbose=0):
+def _scope(strategy):
+    if strategy == "default":
+        return contextlib.nullcontext()
+    from keras_gblend import distribute
+
+    return distribute.get_strategy(strategy).scope()
+
+
+def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="default"):
     """Trains one method on `task` and returns its result rows.
 
     Args:
@@ -175,6 +207,8 @@ def run_method(method, task, config=Config(), seed=0, verbose=0):
         config: A `Config`.
         seed: Seed of the split, the initialisation and the data order.
         verbose: Keras verbosity of `fit`.
+        strategy: `"default"`, `"mirrored"` or `"multi_worker"`: the
+            `tf.distribute` strategy whose scope the model is built in.
 
     Returns:
         A list of dicts (one per modality for `"unimodal"`, else one) with
@@ -201,7 +235,8 @@ def run_method(method, task, config=Config(), seed=0, verbose=0):
     row = dict(method=method, seed=seed, weight_history=[])
 
     if method == "unimodal":
-        model = _build(task, config)
+        with _scope(strategy):
+            model = _build(task, config)
         rows = []
         for modality in model.modalities:
             sub = _train_unimodal(
@@ -225,13 +260,17 @@ def run_method(method, task, config=Config(), seed=0, verbose=0):
 
     callbacks = []
     fit_kwargs = {}
-    model = _build(task, config, dropout=config.dropout if method == "dropout" else 0.0)
+    with _scope(strategy):
+        model = _build(
+            task, config, dropout=config.dropout if method == "dropout" else 0.0
+        )
     if method in ("naive", "dropout", "early_stopping", "pretrain"):
         model.set_blend_weights(_naive_weights(model))
     if method == "early_stopping":
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_fused_loss",
+                mode="min",
                 patience=config.patience,
                 restore_best_weights=True,
             )

@@ -36,16 +36,27 @@ def mlp_encoder(input_shape, units=(64,), *, dropout=0.0, name=None):
     return keras.Model(inputs, x, name=name)
 
 
-def conv_encoder(input_shape, filters=(16, 32), *, units=64, dropout=0.0, name=None):
+def conv_encoder(
+    input_shape,
+    filters=(16, 32),
+    *,
+    units=64,
+    pooling="flatten",
+    dropout=0.0,
+    name=None,
+):
     """A small 2-D convolutional branch for images or spectrograms.
 
-    Each block is `Conv2D(3x3, relu) -> MaxPool(2)`; then global average pooling
-    and a ReLU `Dense(units)` give the features.
+    Each block is `Conv2D(3x3, relu) -> MaxPool(2)`; then the feature map is
+    flattened (or globally average-pooled) and a ReLU `Dense(units)` gives the
+    features.
 
     Args:
         input_shape: `(height, width, channels)`.
         filters: Filters of each convolutional block.
         units: Feature size.
+        pooling: `"flatten"` (keeps where things are: best for small inputs) or
+            `"average"` (global average pooling: fewer parameters).
         dropout: Dropout rate before the feature layer.
         name: Model name.
 
@@ -62,7 +73,14 @@ def conv_encoder(input_shape, filters=(16, 32), *, units=64, dropout=0.0, name=N
     for count in filters:
         x = keras.layers.Conv2D(count, 3, padding="same", activation="relu")(x)
         x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    if pooling == "flatten":
+        x = keras.layers.Flatten()(x)
+    elif pooling == "average":
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    else:
+        raise ValueError(
+            f"`pooling` must be 'flatten' or 'average'. Received {pooling!r}."
+        )
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.Dense(units, activation="relu")(x)
