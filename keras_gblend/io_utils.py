@@ -26,7 +26,8 @@ def atomic_write_text(path, text):
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "a", "x.txt")
     >>> atomic_write_text(path, "hello")
-    >>> open(path).read()
+    >>> with open(path) as handle:
+    ...     handle.read()
     'hello'
     """
     path = os.fspath(path)
@@ -59,7 +60,8 @@ def atomic_write_json(path, obj):
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "x.json")
     >>> atomic_write_json(path, {"w": [0.5, 0.5]})
-    >>> json.load(open(path))
+    >>> with open(path) as handle:
+    ...     json.load(handle)
     {'w': [0.5, 0.5]}
     """
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
