@@ -70,7 +70,7 @@ class Config:
     super_epoch: int = 3
     offline_epochs: int = 10
     exact_epochs: int = 2
-    min_weight: float = 0.0
+    min_weight: float = 0.05
     smoothing: float = 0.0
     dropout: float = 0.5
     patience: int = 5

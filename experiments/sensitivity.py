@@ -28,6 +28,7 @@ GRID = {
     "warmup_epochs": [0, 2, 5],
     "heldout_fraction": [0.25, 0.5],
     "min_weight": [0.0, 0.05, 0.1, 0.2],
+    "smoothing": [0.0, 0.5],
 }
 
 FLAGS = flags.FLAGS
@@ -93,7 +94,9 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"Unknown --params {unknown}; choose from {list(GRID)}.")
     base = dataclasses.replace(common.Config(), epochs=FLAGS.epochs)
-    sweep(FLAGS.dataset, FLAGS.method, FLAGS.seeds, base, FLAGS.params, FLAGS.output_dir)
+    sweep(
+        FLAGS.dataset, FLAGS.method, FLAGS.seeds, base, FLAGS.params, FLAGS.output_dir
+    )
     with open(os.path.join(FLAGS.output_dir, "sensitivity.md")) as handle:
         print(handle.read())
 

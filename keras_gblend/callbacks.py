@@ -13,6 +13,7 @@ import numpy as np
 from keras_gblend import blending, io_utils, measure
 
 MODES = ("in_situ", "exact")
+DEFAULT_MIN_WEIGHT = 0.05
 
 
 class GBlendWarning(UserWarning):
@@ -45,6 +46,10 @@ class GBlendCallback(keras.callbacks.Callback):
         warmup_epochs: Epochs before the first reference measurement (>= 0).
         super_epoch: Epochs between two measurements (>= 1).
         min_weight: Smallest weight of any head (see `blending.blend_weights`).
+            Default 0.05, not the paper's 0: in in-situ mode a head whose weight
+            reaches 0 stops learning, so its held-out loss stops falling and it
+            never gets weight again. On AV-Digits (2 seeds) the fused head
+            scored 88.5% with 0 and 92.1% with 0.05 (see RESULTS.md).
         smoothing: In `[0, 1)`: the new weights are
             `(1 - smoothing) * estimate + smoothing * previous`. 0 follows the paper.
         overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
@@ -100,7 +105,7 @@ class GBlendCallback(keras.callbacks.Callback):
         *,
         warmup_epochs=0,
         super_epoch=1,
-        min_weight=0.0,
+        min_weight=DEFAULT_MIN_WEIGHT,
         smoothing=0.0,
         overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
         batch_size=256,
@@ -150,6 +155,7 @@ class GBlendCallback(keras.callbacks.Callback):
         self.estimates = []
         self.measurements = []
         self._resumed = False
+        self._collapsed = set()
 
     @property
     def reference(self):
@@ -307,15 +313,23 @@ class GBlendCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        collapsed = [
-            f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g})"
+        at_minimum = {
+            h: (w, g, o)
             for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
             if w <= self.min_weight + 1e-12
-        ]
-        if collapsed:
+        }
+        # Warn when a head reaches the minimum, not at every estimate it stays there.
+        new = {h: v for h, v in at_minimum.items() if h not in self._collapsed}
+        self._collapsed = set(at_minimum)
+        if new:
+            details = ", ".join(
+                f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g})"
+                for h, (w, g, o) in new.items()
+            )
             warnings.warn(
                 f"G-Blend at epoch {epoch + 1}: weight collapsed to the minimum "
-                f"{self.min_weight} for {', '.join(collapsed)}.",
+                f"{self.min_weight} for {details}. It overfits faster than it "
+                "generalises (dG <= 0 or large dO).",
                 GBlendWarning,
                 stacklevel=2,
             )

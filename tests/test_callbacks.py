@@ -164,7 +164,7 @@ def test_warns_when_no_head_generalises():
 
 def test_warns_when_a_head_collapses():
     model, train, heldout = _setup()
-    cb = GBlendCallback(train, heldout, verbose=0)
+    cb = GBlendCallback(train, heldout, min_weight=0.0, verbose=0)
     cb.set_model(model)
     cb.measurements = [{"epoch": 0, "train": [1.0] * 3, "heldout": [1.0] * 3}]
     with pytest.warns(
@@ -205,3 +205,18 @@ def test_empty_heldout_set():
     empty = ({k: v[:0] for k, v in x.items()}, y[:0])
     with pytest.raises(ValueError, match="`heldout` is empty"):
         GBlendCallback(train, empty)
+
+
+def test_collapse_warning_once_per_collapse():
+    model, train, heldout = _setup()
+    cb = GBlendCallback(train, heldout, min_weight=0.0, verbose=0)
+    cb.set_model(model)
+    cb.measurements = [{"epoch": 0, "train": [1.0] * 3, "heldout": [1.0] * 3}]
+    after = (np.array([0.5, 0.5, 0.5]), np.array([0.8, 1.2, 0.9]))
+    with pytest.warns(UserWarning, match="collapsed"):
+        cb._estimate(1, *after)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cb._estimate(2, *after)  # still collapsed: no second warning
