@@ -32,7 +32,10 @@ setup(
         "absl-py>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6"],
+        # tensorflow-cpu does not pull in TensorBoard, which keras.callbacks.TensorBoard
+        # and the TensorBoard log test need.
+        "test": ["pytest>=8", "ruff>=0.6", "tensorboard>=2.21,<2.22"],
+        "tensorboard": ["tensorboard>=2.21,<2.22"],
         "plot": ["matplotlib>=3.8"],
     },
     classifiers=[

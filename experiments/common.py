@@ -33,6 +33,7 @@ METHODS = (
     "gblend_offline",
     "gblend_online",
     "gblend_exact",
+    "gblend_dropout",
 )
 
 
@@ -261,9 +262,8 @@ def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="defau
     callbacks = []
     fit_kwargs = {}
     with _scope(strategy):
-        model = _build(
-            task, config, dropout=config.dropout if method == "dropout" else 0.0
-        )
+        dropout = config.dropout if method in ("dropout", "gblend_dropout") else 0.0
+        model = _build(task, config, dropout=dropout)
     if method in ("naive", "dropout", "early_stopping", "pretrain"):
         model.set_blend_weights(_naive_weights(model))
     if method == "early_stopping":
@@ -299,7 +299,7 @@ def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="defau
                 },
             }
         ]
-    elif method in ("gblend_online", "gblend_exact"):
+    elif method in ("gblend_online", "gblend_exact", "gblend_dropout"):
         exact = method == "gblend_exact"
         callbacks.append(
             GBlendCallback(

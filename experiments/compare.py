@@ -123,8 +123,11 @@ def markdown_table(summary):
     return "\n".join(lines)
 
 
-def plot_weights(rows, path):
-    """Draws blend weights over training for every G-Blend run; returns the path."""
+def plot_weights(rows, path, num_epochs=None):
+    """Draws blend weights over training for every G-Blend run; returns the path.
+
+    Offline weights are fixed for the whole run: drawn as flat lines up to `num_epochs`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,6 +143,8 @@ def plot_weights(rows, path):
     for ax, method in zip(axes[0], methods):
         for run in (r for r in runs if r["method"] == method):
             history = run["weight_history"]
+            if len(history) == 1 and num_epochs:
+                history = [history[0], dict(history[0], epoch=num_epochs)]
             heads = [k[len("weight_") :] for k in history[0] if k.startswith("weight_")]
             epochs = [h["epoch"] for h in history]
             for i, head in enumerate(heads):
@@ -195,7 +200,7 @@ def run_comparison(dataset, methods, seeds, config, output_dir, strategy="defaul
         f"{dataset}, {seeds} seed(s), {config.epochs} epochs, {elapsed:.0f} s\n\n"
         f"{table}\n",
     )
-    plot_weights(rows, os.path.join(output_dir, "weights.png"))
+    plot_weights(rows, os.path.join(output_dir, "weights.png"), config.epochs)
     return summary, rows, table
 
 

@@ -169,12 +169,19 @@ class GBlendCallback(keras.callbacks.Callback):
                 f"Received {type(self.model).__name__}."
             )
         self._resumed = False
+        self.initial_weights = self.model.get_blend_weights()
         if self.state_path and os.path.exists(self.state_path):
             with open(self.state_path) as handle:
                 state = json.load(handle)
             self.measurements = state["measurements"]
             self.estimates = state["estimates"]
+            self.initial_weights = state.get("initial_weights", self.initial_weights)
             self._resumed = True
+        # Arrays become cached datasets once, not a new adapter per measurement.
+        self._measured = tuple(
+            measure.as_dataset(d, self.batch_size)
+            for d in (self.train_subset, self.heldout)
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._resumed:
@@ -207,6 +214,10 @@ class GBlendCallback(keras.callbacks.Callback):
                     logs[f"gblend_train_loss_{h}"] = float(t)
                     logs[f"gblend_heldout_loss_{h}"] = float(v)
         if logs is not None:
+            # Every key on every epoch: CSVLogger fixes its columns at epoch 1.
+            for h in self.model.head_names:
+                logs.setdefault(f"gblend_train_loss_{h}", math.nan)
+                logs.setdefault(f"gblend_heldout_loss_{h}", math.nan)
             logs.update(self._log_values())
 
     def _record_measurement(self, epoch, train_loss, heldout_loss):
@@ -226,17 +237,16 @@ class GBlendCallback(keras.callbacks.Callback):
                 {
                     "version": 1,
                     "head_names": list(self.model.head_names),
+                    "initial_weights": self.initial_weights,
                     "measurements": self.measurements,
                     "estimates": self.estimates,
                 },
             )
 
     def _measure(self):
-        return (
-            measure.head_losses(
-                self.model, self.train_subset, batch_size=self.batch_size
-            ),
-            measure.head_losses(self.model, self.heldout, batch_size=self.batch_size),
+        return tuple(
+            measure.head_losses(self.model, d, batch_size=self.batch_size)
+            for d in self._measured
         )
 
     def _estimate_exact(self, epoch):
@@ -299,7 +309,9 @@ class GBlendCallback(keras.callbacks.Callback):
                 f"{h} {w:.3f} (dG {g:+.4f}, dO {o:+.4f})"
                 for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
             )
-            print(f"\nG-Blend epoch {epoch + 1}: weights {parts}", flush=True)
+            # After Keras's progress bar (verbose=1) the line needs a fresh start.
+            newline = "\n" if self.params.get("verbose") == 1 else ""
+            print(f"{newline}G-Blend epoch {epoch + 1}: weights {parts}", flush=True)
 
     def _warn(self, estimate, weights, epoch):
         heads = self.model.head_names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from keras_gblend.data import arrays
@@ -58,3 +59,32 @@ def head_losses(model, data, *, batch_size=256):
             f"`model.evaluate` did not report {missing}; got keys {sorted(results)}."
         )
     return np.array([results[f"{h}_loss"] for h in model.head_names], np.float64)
+
+
+def as_dataset(data, batch_size=256):
+    """Turns `(x, y)` arrays into a batched, cached `tf.data.Dataset`.
+
+    Measuring the same arrays again and again with `model.evaluate` builds a new
+    input adapter each call; a cached dataset is built once. Datasets are returned
+    as they are, and so is everything on a backend other than TensorFlow.
+
+    Args:
+        data: `(x, y)` arrays or a `tf.data.Dataset`.
+        batch_size: Batch size of the dataset.
+
+    Returns:
+        A dataset (or `data` unchanged).
+
+    Example:
+
+    >>> import numpy as np
+    >>> ds = as_dataset(({"a": np.zeros((5, 2))}, np.zeros(5)), batch_size=2)
+    >>> [int(y.shape[0]) for _, y in ds]
+    [2, 2, 1]
+    """
+    if arrays.is_dataset(data) or keras.backend.backend() != "tensorflow":
+        return data
+    import tensorflow as tf
+
+    x, y = arrays.check_pair("data", data)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
