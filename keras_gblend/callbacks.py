@@ -179,15 +179,20 @@ class GBlendCallback(keras.callbacks.Callback):
             self._resumed = True
         # Arrays become cached datasets once, not a new adapter per measurement.
         self._measured = tuple(
-            measure.as_dataset(d, self.batch_size)
+            measure.prepare(d, self.batch_size)
             for d in (self.train_subset, self.heldout)
         )
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._resumed:
-            # Drop what was recorded after the checkpoint training restarts from.
-            self.measurements = [m for m in self.measurements if m["epoch"] < epoch]
-            self.estimates = [e for e in self.estimates if e["epoch"] <= epoch]
+            if epoch == 0:
+                # No backup was restored: the state file belongs to another run.
+                self.measurements, self.estimates = [], []
+                self.initial_weights = self.model.get_blend_weights()
+            else:
+                # Drop what was recorded after the checkpoint training restarts from.
+                self.measurements = [m for m in self.measurements if m["epoch"] < epoch]
+                self.estimates = [e for e in self.estimates if e["epoch"] <= epoch]
             self._resumed = False
         if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
             if not self.measurements:

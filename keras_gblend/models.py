@@ -129,8 +129,10 @@ class GBlendModel(keras.Model):
             **kwargs: Passed to `keras.Model.compile` (`metrics`, ...).
 
         Raises:
-            ValueError: If `loss_weights` is given or `loss` is missing or has the
-                wrong keys.
+            ValueError: If `loss_weights` is given, `loss` is missing or has the
+                wrong keys, or a setting is known to break under the model's
+                `tf.distribute` strategy (`jit_compile=True` or
+                `steps_per_execution > 1` with several replicas).
         """
         if loss_weights is not None:
             raise ValueError(
@@ -162,6 +164,17 @@ class GBlendModel(keras.Model):
             metrics=metrics,
             **kwargs,
         )
+        if keras.backend.backend() == "tensorflow":
+            # TensorFlow-only, imported lazily: this module stays backend-neutral.
+            from keras_gblend import compat, distribute
+
+            if self.distribute_strategy.num_replicas_in_sync > 1:
+                compat.apply_distribute_fixes()
+            distribute.check_compatibility(
+                self.distribute_strategy,
+                jit_compile=self.jit_compile,
+                steps_per_execution=self.steps_per_execution,
+            )
 
     def compile_from_config(self, config):
         config = keras.utils.deserialize_keras_object(config)

@@ -39,7 +39,7 @@ def make_synthetic(
     num_classes=4,
     dim_a=2,
     blobs_per_class=3,
-    blob_std=0.35,
+    blob_std=0.1,
     dim_b=1024,
     sep_b=2.5,
     seed=0,

@@ -1,0 +1,165 @@
+"""Trains a small G-Blend model on one CPU and mirrored over two logical CPUs.
+
+Standalone: run from the repository root, e.g.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python tests/scripts/mirrored_train.py --mode both
+
+The CPU is split into two logical devices before TensorFlow initialises.
+
+Modes:
+    single:   the default strategy (one device, /cpu:0).
+    mirrored: `MirroredStrategy(["/cpu:0", "/cpu:1"])` (via
+              `keras_gblend.distribute.get_strategy`).
+    both:     `single`, then `mirrored`, in this process.
+    jit, steps_per_execution: mirrored, compiled with `jit_compile=True` or
+              `steps_per_execution=2`; reports what `check_compatibility` says
+              and whether Keras's own `fit` still fails (the upstream bug).
+
+Same seed, data and global batch size (16) in every mode, op determinism on
+(except `jit`: Keras turns XLA off when op determinism is on). By default every
+batch splits evenly over the replicas; `--uneven` uses sizes that do not (Keras
+then averages the replicas' per-replica mean losses, which weights the examples
+of an uneven batch differently from one device). The last line of stdout is one
+JSON object with the results.
+"""
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument(
+    "--mode",
+    choices=["single", "mirrored", "both", "jit", "steps_per_execution"],
+    required=True,
+)
+parser.add_argument("--epochs", type=int, default=4)
+parser.add_argument(
+    "--uneven",
+    action="store_true",
+    help="71 training and 25 held-out examples: batches that do not split evenly",
+)
+args = parser.parse_args()
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import keras  # noqa: E402
+
+from keras_gblend import (  # noqa: E402
+    GBlendCallback,
+    build_gblend_model,
+    data,
+    distribute,  # noqa: E402
+)
+
+SEED = 7
+GLOBAL_BATCH = 16
+
+if args.mode != "jit":
+    tf.config.experimental.enable_op_determinism()
+synthetic = data.make_synthetic(num_train=96, num_test=8, dim_b=16, seed=SEED)
+if args.uneven:
+    train, heldout = data.holdout_split(synthetic.train, heldout_fraction=0.25)
+    subset = data.sample_subset(train, 23)
+else:
+    # Every batch splits evenly over two replicas: 64 = 4 x 16 training
+    # examples, 16 in T' and 24 in V (one measurement batch each).
+    train = data.take(synthetic.train, range(64))
+    heldout = data.take(synthetic.train, range(64, 88))
+    subset = data.take(train, range(0, 64, 4))
+
+
+def build(strategy, **compile_kwargs):
+    keras.utils.set_random_seed(SEED)
+    with strategy.scope():
+        branches = {
+            m: keras.Sequential(
+                [keras.Input(x.shape[1:]), keras.layers.Dense(8, activation="relu")],
+                name=f"{m}_encoder",
+            )
+            for m, x in train[0].items()
+        }
+        model = build_gblend_model(branches, num_classes=synthetic.num_classes)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+            loss="sparse_categorical_crossentropy",
+            **compile_kwargs,
+        )
+    return model
+
+
+def per_replica(strategy, variable):
+    return [
+        np.asarray(v).tolist()
+        for v in strategy.experimental_local_results(variable.value)
+    ]
+
+
+def train_gblend(strategy):
+    model = build(strategy)
+    callback = GBlendCallback(subset, heldout, super_epoch=1, batch_size=32, verbose=0)
+    history = model.fit(
+        *train,
+        batch_size=GLOBAL_BATCH,
+        epochs=args.epochs,
+        shuffle=False,
+        callbacks=[callback],
+        verbose=0,
+    )
+    replica_diffs = [
+        float(np.max(np.abs(np.asarray(values[0]) - np.asarray(v))))
+        for var in model.weights
+        for values in [per_replica(strategy, var)]
+        for v in values
+    ]
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "blend_weights": model.get_blend_weights(),
+        "blend_weights_per_replica": {
+            name: per_replica(strategy, v) for name, v in model.blend_weights.items()
+        },
+        "max_replica_difference": max(replica_diffs),
+        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "estimates": callback.estimates,
+        "weights": [np.asarray(w).ravel().tolist() for w in model.get_weights()],
+    }
+
+
+def try_incompatible(**compile_kwargs):
+    model = build(distribute.get_strategy("mirrored"), **compile_kwargs)
+    result = {"replicas": model.distribute_strategy.num_replicas_in_sync}
+    try:
+        distribute.check_compatibility(
+            model.distribute_strategy,
+            jit_compile=model.jit_compile,
+            steps_per_execution=model.steps_per_execution,
+        )
+        result["check"] = None
+    except ValueError as error:
+        result["check"] = str(error)
+    try:
+        model.fit(*train, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0)
+        result["fit_error"] = None
+    except Exception as error:  # noqa: BLE001 - reporting the upstream failure
+        result["fit_error"] = f"{type(error).__name__}: {str(error)[-600:]}"
+    return result
+
+
+result = {"mode": args.mode, "versions": [keras.__version__, tf.__version__]}
+if args.mode in ("single", "both"):
+    result["single"] = train_gblend(distribute.get_strategy("default"))
+if args.mode in ("mirrored", "both"):
+    result["mirrored"] = train_gblend(distribute.get_strategy("mirrored"))
+if args.mode == "jit":
+    result["jit"] = try_incompatible(jit_compile=True)
+if args.mode == "steps_per_execution":
+    result["steps_per_execution"] = try_incompatible(steps_per_execution=2)
+print(json.dumps(result), flush=True)
