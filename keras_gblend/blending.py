@@ -54,6 +54,12 @@ class BlendEstimate:
             weight.
         status: `"ok"`, or `"fallback"` when no head generalised and the weights
             are the fallback ones.
+
+    Example:
+
+    >>> est = blend_weights(d_g=[0.1, -0.2], d_o=[0.1, 0.1])
+    >>> est.weights.tolist(), est.usable.tolist(), est.status
+    ([1.0, 0.0], [True, False], 'ok')
     """
 
     weights: np.ndarray

@@ -17,7 +17,13 @@ DEFAULT_MIN_WEIGHT = 0.05
 
 
 class GBlendWarning(UserWarning):
-    """Warns that a G-Blend estimate is degenerate (a head collapsed, none learns)."""
+    """Warns that a G-Blend estimate is degenerate (a head collapsed, none learns).
+
+    Example:
+
+    >>> import warnings
+    >>> warnings.filterwarnings("ignore", category=GBlendWarning)  # silence them
+    """
 
 
 class GBlendCallback(keras.callbacks.Callback):

@@ -133,6 +133,22 @@ def measure_heads_by_training(
 
     Raises:
         ValueError: If `epochs < 1` or a data argument is malformed.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_gblend import build_gblend_model, data
+    >>> ds = data.make_synthetic(num_train=64, num_test=8, dim_b=8)
+    >>> train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25)
+    >>> branches = {
+    ...     m: keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Dense(4)])
+    ...     for m, x in train[0].items()
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> losses = measure_heads_by_training(model, train, train, heldout, epochs=1)
+    >>> sorted(losses), losses["heldout_after"].shape
+    (['heldout_after', 'heldout_before', 'train_after', 'train_before'], (3,))
     """
     if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
         raise ValueError(f"`epochs` must be an int >= 1. Received {epochs!r}.")

@@ -73,7 +73,14 @@ def _per_example_loss(loss):
 
 
 class Prepared(NamedTuple):
-    """Measurement data prepared once: model inputs and the labels as an array."""
+    """Measurement data prepared once: model inputs and the labels as an array.
+
+    Example:
+
+    >>> import numpy as np
+    >>> Prepared(inputs={"a": np.zeros((2, 1))}, labels=np.zeros(2)).labels.shape
+    (2,)
+    """
 
     inputs: object
     labels: np.ndarray

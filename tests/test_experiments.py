@@ -70,3 +70,33 @@ def test_unknown_dataset_and_method():
         common.load_task("imagenet")
     with pytest.raises(ValueError, match="`method` must be one of"):
         common.run_method("magic", _tiny_task(), TINY)
+
+
+def test_compare_command_line_smoke(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.compare",
+            "--preset=smoke",
+            "--dataset=av_digits",
+            "--methods=naive,gblend_online",
+            "--config=subset_size=200",
+            f"--output_dir={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| gblend_online |" in result.stdout
+    with open(os.path.join(tmp_path, "results.json")) as handle:
+        results = json.load(handle)
+    assert results["dataset"] == "av_digits" and results["config"]["epochs"] == 1
