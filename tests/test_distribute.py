@@ -147,4 +147,6 @@ def test_known_broken_mirrored_settings_still_fail_upstream(mode, upstream_error
     )[mode]
     assert result["replicas"] == 2
     assert result["check"] and "github.com/keras-team/keras/issues" in result["check"]
+    # GBlendModel.compile refuses the setting up front with the same message.
+    assert result["compile_error"] == result["check"]
     assert result["fit_error"] and upstream_error in result["fit_error"]

@@ -41,6 +41,9 @@ multi_worker = "TF_CONFIG" in os.environ
 if multi_worker:
     if args.fix:
         compat.apply_distribute_fixes()
+    else:
+        # GBlendModel.compile applies the fixes under several replicas: keep them off.
+        compat.apply_distribute_fixes = lambda **kwargs: False
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 else:
     strategy = tf.distribute.get_strategy()
