@@ -55,7 +55,7 @@ class GBlendCallback(keras.callbacks.Callback):
             Default 0.05, not the paper's 0: in in-situ mode a head whose weight
             reaches 0 stops learning, so its held-out loss stops falling and it
             never gets weight again. On AV-Digits (2 seeds) the fused head
-            scored 88.5% with 0 and 92.1% with 0.05 (see RESULTS.md).
+            scored 89.3% with 0 and 92.4% with 0.05 (see RESULTS.md).
         smoothing: In `[0, 1)`: the new weights are
             `(1 - smoothing) * estimate + smoothing * previous`. 0 follows the paper.
         overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
