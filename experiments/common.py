@@ -79,7 +79,7 @@ class Config:
     feature_units: int = 64
     # AV-Digits: a small CNN for images, a fully connected encoder on the log-mel
     # patch for audio (see RESULTS.md for a conv audio encoder).
-    encoders: str = "image=conv,audio=mlp"
+    encoders: str = "image:conv+audio:mlp"
 
 
 def load_task(name, config=Config(), seed=0):
@@ -104,7 +104,7 @@ ENCODERS = ("mlp", "conv")
 
 
 def _encoder_kinds(task, config):
-    kinds = dict(item.split("=") for item in config.encoders.split(",") if item)
+    kinds = dict(item.split(":") for item in config.encoders.split("+") if item)
     unknown = {k: v for k, v in kinds.items() if v not in ENCODERS}
     if unknown:
         raise ValueError(
@@ -119,7 +119,7 @@ def _encoder_kinds(task, config):
 def make_branches(task, config, dropout=0.0):
     """One encoder per modality, as `config.encoders` says.
 
-    `config.encoders` is a comma-separated list `modality=kind` with kind `mlp`
+    `config.encoders` is a `+`-separated list `modality:kind` with kind `mlp`
     (Flatten -> Dense(64, relu)) or `conv` (Conv2D(8, 3x3) -> MaxPool -> Flatten ->
     Dense(64, relu)); modalities not listed get `conv` for 2-D inputs, else `mlp`.
     """
@@ -191,6 +191,30 @@ def _train_unimodal(model, modality, train, config, epochs, verbose):
     return sub
 
 
+def parse_overrides(items):
+    """Parses `name=value` strings into `Config` field overrides.
+
+    Raises:
+        ValueError: If a name is not a `Config` field or the value is missing.
+    """
+    fields = {f.name: f.type for f in dataclasses.fields(Config)}
+    overrides = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in fields or not value:
+            raise ValueError(
+                f"`--config` items must be name=value with name in {sorted(fields)}. "
+                f"Received {item!r}."
+            )
+        kind = fields[name]
+        overrides[name] = (
+            float(value)
+            if kind == "float"
+            else (value if kind == "str" else int(value))
+        )
+    return overrides
+
+
 def _scope(strategy):
     if strategy == "default":
         return contextlib.nullcontext()
@@ -224,6 +248,16 @@ def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="defau
         raise ValueError(
             f"`method` must be one of {list(METHODS)}. Received {method!r}."
         )
+    # Every model, copy and optimizer of the run is created in the strategy's scope.
+    with _scope(strategy):
+        return _run_method(method, task, config, seed, verbose)
+
+
+def _run_method(method, task, config, seed, verbose):
+    if method not in METHODS:
+        raise ValueError(
+            f"`method` must be one of {list(METHODS)}. Received {method!r}."
+        )
     keras.utils.set_random_seed(seed)
     train, heldout = data.holdout_split(
         task.train,
@@ -236,8 +270,7 @@ def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="defau
     row = dict(method=method, seed=seed, weight_history=[])
 
     if method == "unimodal":
-        with _scope(strategy):
-            model = _build(task, config)
+        model = _build(task, config)
         rows = []
         for modality in model.modalities:
             sub = _train_unimodal(
@@ -261,9 +294,8 @@ def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="defau
 
     callbacks = []
     fit_kwargs = {}
-    with _scope(strategy):
-        dropout = config.dropout if method in ("dropout", "gblend_dropout") else 0.0
-        model = _build(task, config, dropout=dropout)
+    dropout = config.dropout if method in ("dropout", "gblend_dropout") else 0.0
+    model = _build(task, config, dropout=dropout)
     if method in ("naive", "dropout", "early_stopping", "pretrain"):
         model.set_blend_weights(_naive_weights(model))
     if method == "early_stopping":

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 import warnings
 
@@ -48,20 +50,6 @@ flags.DEFINE_list(
 )
 flags.DEFINE_string("output_dir", "runs/compare", "Where results are written.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "")
-
-
-def _parse_overrides(items):
-    fields = {f.name: f.type for f in dataclasses.fields(common.Config)}
-    overrides = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if name not in fields or not value:
-            raise ValueError(
-                f"`--config` items must be name=value with name in {sorted(fields)}. "
-                f"Received {item!r}."
-            )
-        overrides[name] = float(value) if fields[name] == "float" else int(value)
-    return overrides
 
 
 def summarise(rows):
@@ -161,6 +149,36 @@ def plot_weights(rows, path, num_epochs=None):
     return path
 
 
+def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
+    """Runs one method in a fresh process (`experiments.train`); returns its rows.
+
+    Under a multi-replica `tf.distribute` strategy, models trained one after the
+    other in one process can collide in TensorFlow's collectives ("Shape mismatch
+    in the collective instance", seen after the uni-modal runs on 2 CPU replicas):
+    each run gets its own process instead.
+    """
+    overrides = [f"{k}={v}" for k, v in dataclasses.asdict(config).items()]
+    run_dir = os.path.join(output_dir, "runs")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            f"--method={method}",
+            f"--dataset={dataset}",
+            f"--seed={seed}",
+            f"--strategy={strategy}",
+            f"--config={','.join(overrides)}",
+            f"--output_dir={run_dir}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    path = os.path.join(run_dir, f"{dataset}_{method}_seed{seed}.json")
+    with open(path) as handle:
+        return json.load(handle)["rows"]
+
+
 def run_comparison(dataset, methods, seeds, config, output_dir, strategy="default"):
     """Runs every method for every seed; writes results; returns (summary, rows)."""
     rows = []
@@ -168,9 +186,13 @@ def run_comparison(dataset, methods, seeds, config, output_dir, strategy="defaul
     for seed in range(seeds):
         task = common.load_task(dataset, config, seed=seed)
         for method in methods:
-            for row in common.run_method(
-                method, task, config, seed=seed, strategy=strategy
-            ):
+            if strategy == "default":
+                new_rows = common.run_method(method, task, config, seed=seed)
+            else:
+                new_rows = _run_in_subprocess(
+                    method, dataset, config, seed, output_dir, strategy
+                )
+            for row in new_rows:
                 rows.append(row)
                 print(
                     f"[{time.perf_counter() - start:6.0f} s] seed {seed} "
@@ -209,7 +231,7 @@ def main(argv):
     overrides = dict(preset["config"])
     if FLAGS.epochs is not None:
         overrides["epochs"] = FLAGS.epochs
-    overrides.update(_parse_overrides(FLAGS.config))
+    overrides.update(common.parse_overrides(FLAGS.config))
     config = dataclasses.replace(common.Config(), **overrides)
     methods = FLAGS.methods or preset["methods"]
     unknown = sorted(set(methods) - set(common.METHODS))

@@ -30,6 +30,9 @@ flags.DEFINE_integer("seed", 0, "Seed of the split, initialisation and data orde
 flags.DEFINE_string("output_dir", "runs/train", "Where the JSON result is written.")
 flags.DEFINE_float("learning_rate", common.Config.learning_rate, "SGD learning rate.")
 flags.DEFINE_float("sep_b", common.Config.sep_b, "Synthetic data: modality b's knob.")
+flags.DEFINE_list(
+    "config", [], "Extra Config overrides as name=value, e.g. super_epoch=5,sep_b=2.5."
+)
 flags.DEFINE_enum(
     "strategy",
     "default",
@@ -53,12 +56,11 @@ def run(method, dataset, config, seed, output_dir, strategy="default"):
 
 def main(argv):
     del argv
-    config = dataclasses.replace(
-        common.Config(),
-        epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate,
-        sep_b=FLAGS.sep_b,
+    settings = dict(
+        epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate, sep_b=FLAGS.sep_b
     )
+    settings.update(common.parse_overrides(FLAGS.config))  # --config wins
+    config = dataclasses.replace(common.Config(), **settings)
     rows, path = run(
         FLAGS.method,
         FLAGS.dataset,
