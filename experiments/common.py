@@ -146,7 +146,24 @@ def _optimizer(config):
     return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
 
 
-def _build(task, config, weights=None, dropout=0.0):
+def split(task, config, seed=0):
+    """The trained part, the fixed subset `T'` of it, and the held-out set `V`.
+
+    Returns:
+        `(train, subset, heldout)`, three `(x, y)` pairs; `heldout` shares no
+        example (and, with `task.groups`, no group) with `train`.
+    """
+    train, heldout = data.holdout_split(
+        task.train,
+        heldout_fraction=config.heldout_fraction,
+        groups=task.groups,
+        seed=seed,
+    )
+    return train, data.sample_subset(train, config.subset_size, seed=seed), heldout
+
+
+def build_model(task, config, weights=None, dropout=0.0):
+    """The compiled `GBlendModel` every method trains (SGD with momentum)."""
     model = build_gblend_model(
         make_branches(task, config, dropout=dropout),
         task.num_classes,
@@ -259,18 +276,12 @@ def _run_method(method, task, config, seed, verbose):
             f"`method` must be one of {list(METHODS)}. Received {method!r}."
         )
     keras.utils.set_random_seed(seed)
-    train, heldout = data.holdout_split(
-        task.train,
-        heldout_fraction=config.heldout_fraction,
-        groups=task.groups,
-        seed=seed,
-    )
-    subset = data.sample_subset(train, config.subset_size, seed=seed)
+    train, subset, heldout = split(task, config, seed)
     start = time.perf_counter()
     row = dict(method=method, seed=seed, weight_history=[])
 
     if method == "unimodal":
-        model = _build(task, config)
+        model = build_model(task, config)
         rows = []
         for modality in model.modalities:
             sub = _train_unimodal(
@@ -295,7 +306,7 @@ def _run_method(method, task, config, seed, verbose):
     callbacks = []
     fit_kwargs = {}
     dropout = config.dropout if method in ("dropout", "gblend_dropout") else 0.0
-    model = _build(task, config, dropout=dropout)
+    model = build_model(task, config, dropout=dropout)
     if method in ("naive", "dropout", "early_stopping", "pretrain"):
         model.set_blend_weights(_naive_weights(model))
     if method == "early_stopping":

@@ -9,24 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend import GBlendCallback, blending, build_gblend_model, data, encoders
+from keras_gblend import GBlendCallback, blending
+from tests.helpers import synthetic_setup
 
 HEADS = ("a", "b", "fused")
 
 
 def _setup(num_train=96, seed=0):
-    ds = data.make_synthetic(num_train=num_train, num_test=8, dim_b=16, seed=seed)
-    train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25, seed=seed)
-    branches = {
-        m: encoders.mlp_encoder(x.shape[1:], units=(8,), name=f"{m}_encoder")
-        for m, x in train[0].items()
-    }
-    model = build_gblend_model(branches, num_classes=ds.num_classes)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-    )
-    return model, train, heldout
+    return synthetic_setup(num_train, seed)
 
 
 def _fit(model, train, callbacks, epochs):

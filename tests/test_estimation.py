@@ -1,31 +1,19 @@
 """Tests of offline / exact estimation: copies are independent, results valid."""
 
-import keras
 import numpy as np
 import pytest
 
-from keras_gblend import build_gblend_model, data, encoders
 from keras_gblend.estimation import (
     copy_model,
     estimate_offline,
     head_submodel,
     measure_heads_by_training,
 )
+from tests.helpers import synthetic_setup
 
 
 def _setup():
-    ds = data.make_synthetic(num_train=80, num_test=8, dim_b=16, seed=0)
-    train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25)
-    branches = {
-        m: encoders.mlp_encoder(x.shape[1:], units=(8,), name=f"{m}_encoder")
-        for m, x in train[0].items()
-    }
-    model = build_gblend_model(branches, num_classes=ds.num_classes)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-    )
-    return model, train, heldout
+    return synthetic_setup(num_train=80)
 
 
 def test_head_submodel_uses_only_its_modality():

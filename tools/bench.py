@@ -153,27 +153,11 @@ def _reset(seed=0):
 
 def _model(task, config, weights=None):
     """The model `experiments.common` trains (same encoders, optimizer, loss)."""
-    model = build_gblend_model(
-        common.make_branches(task, config),
-        task.num_classes,
-        initial_blend_weights=weights,
-    )
-    model.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return common.build_model(task, config, weights)
 
 
 def _splits(task, config):
-    train, heldout = data.holdout_split(
-        task.train,
-        heldout_fraction=config.heldout_fraction,
-        groups=task.groups,
-        seed=0,
-    )
-    return train, data.sample_subset(train, config.subset_size, seed=0), heldout
+    return common.split(task, config, seed=0)
 
 
 def _naive_weights(task):

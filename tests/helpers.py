@@ -1,0 +1,25 @@
+"""Small models and data shared by the tests."""
+
+import keras
+
+from keras_gblend import build_gblend_model, data, encoders
+
+
+def synthetic_setup(num_train=96, seed=0):
+    """A compiled two-modality GBlendModel with its trained part and held-out set.
+
+    Synthetic data (`dim_b` 16), a 25 % stratified held-out split, 8-unit MLP
+    branches, SGD with momentum.
+    """
+    ds = data.make_synthetic(num_train=num_train, num_test=8, dim_b=16, seed=seed)
+    train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25, seed=seed)
+    branches = {
+        m: encoders.mlp_encoder(x.shape[1:], units=(8,), name=f"{m}_encoder")
+        for m, x in train[0].items()
+    }
+    model = build_gblend_model(branches, num_classes=ds.num_classes)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+    )
+    return model, train, heldout
