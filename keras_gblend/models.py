@@ -114,6 +114,48 @@ class GBlendModel(keras.Model):
         for name, value in zip(self.head_names, values):
             self._blend_weights[name].assign(float(value))
 
+    def head_model(self, head):
+        """A single-output functional model computing `head` from its own inputs.
+
+        This is the one way to get a head's sub-model: estimation trains copies
+        of it, export serves it. It SHARES layers (and so weights) with this
+        model; to train it independently, call it on a copy of the model.
+
+        Args:
+            head: A modality name (that branch and its head: the uni-modal
+                model) or `"fused"` (every branch and the fused head: the naive
+                late-fusion model).
+
+        Returns:
+            A functional `keras.Model` with a dict input holding only the
+            modalities `head` reads, and one softmax output.
+
+        Raises:
+            ValueError: If `head` is not one of `head_names`.
+
+        Example:
+
+        >>> import keras
+        >>> from keras_gblend import build_gblend_model
+        >>> branches = {
+        ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        ...     for n in ("a", "b")
+        ... }
+        >>> model = build_gblend_model(branches, num_classes=2)
+        >>> list(model.head_model("a").input), list(model.head_model("fused").input)
+        (['a'], ['a', 'b'])
+        """
+        if head not in self.head_names:
+            raise ValueError(
+                f"`head` must be one of {list(self.head_names)}. Received {head!r}."
+            )
+        names = self.modalities if head == FUSED else (head,)
+        return keras.Model(
+            inputs={m: self.input[m] for m in names},
+            outputs=self.output[head],
+            name=f"{self.name}_{head}",
+        )
+
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, **kwargs):
         """Configures the model for training, with the blend weights as loss weights.
 
