@@ -192,19 +192,45 @@ def test_conv_and_rnn_branches():
         [keras.Input((5, 3)), keras.layers.GRU(4)], name="audio_encoder"
     )
     model = build_gblend_model({"image": image, "audio": audio}, num_classes=2)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy"
+    )
+    rng = np.random.default_rng(0)
     x = {
-        "image": np.ones((4, 8, 8, 1), "float32"),
-        "audio": np.ones((4, 5, 3), "float32"),
+        "image": rng.normal(size=(8, 8, 8, 1)).astype("float32"),
+        "audio": rng.normal(size=(8, 5, 3)).astype("float32"),
     }
-    model.fit(x, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    y = np.arange(8) % 2
+    conv, gru = image.trainable_weights[0], audio.trainable_weights[0]
+    before = [keras.ops.convert_to_numpy(w).copy() for w in (conv, gru)]
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    # Both kinds of branch are trained through the heads, and the loss falls.
+    for weight, start in zip((conv, gru), before):
+        assert not np.allclose(keras.ops.convert_to_numpy(weight), start)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    probs = model.predict(x, verbose=0)
+    assert probs["image"].shape == probs["audio"].shape == probs[FUSED].shape == (8, 2)
 
 
-def test_one_hot_labels_with_categorical_loss():
-    model = build_gblend_model(_branches(), num_classes=2)
-    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+def test_one_hot_labels_give_the_sparse_label_loss():
+    # One-hot labels with categorical cross-entropy must give exactly the loss of
+    # the class indices with the sparse loss on the same model and data.
     x, y = _data()
-    model.fit(x, keras.utils.to_categorical(y, 2), epochs=1, verbose=0)
+    losses = {}
+    for loss, labels in (
+        ("sparse_categorical_crossentropy", y),
+        ("categorical_crossentropy", keras.utils.to_categorical(y, 2)),
+    ):
+        keras.utils.set_random_seed(3)
+        model = build_gblend_model(_branches(), num_classes=2)
+        model.compile(optimizer="sgd", loss=loss)
+        losses[loss] = model.evaluate(
+            x, labels, batch_size=len(y), return_dict=True, verbose=0
+        )
+    sparse, one_hot = losses.values()
+    for key in ("loss", "m0_loss", "m1_loss", "fused_loss"):
+        assert one_hot[key] == pytest.approx(sparse[key], rel=1e-6)
+    assert sparse["m0_loss"] != pytest.approx(sparse["m1_loss"])
 
 
 def test_keras_round_trip_keeps_weights_and_blend_weights(tmp_path):
