@@ -238,6 +238,11 @@ def availability(modalities, present, missing, batch, fused="fused"):
             f"`missing` keys must be modalities {list(modalities)}. "
             f"Received unknown keys {unknown}."
         )
+    if not any(m in present for m in modalities):
+        raise ValueError(
+            f"The inputs must hold at least one modality of {list(modalities)}. "
+            f"Received keys {sorted(present)}."
+        )
     has = {}
     for m in modalities:
         if m not in present:
