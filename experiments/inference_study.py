@@ -35,6 +35,7 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of split, initialisation, ord
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_string("dataset", "av_digits", "Built-in data set.")
 flags.DEFINE_string("output", "runs/inference.json", "Where the results go.")
+flags.DEFINE_list("render", [], "Only print the tables of these result files.")
 
 METHODS = ("naive", "gblend", "gblend_dropout")
 
@@ -133,44 +134,45 @@ def _cell(rows, path):
     return f"{np.mean(values):.1f} ({' / '.join(f'{v:.1f}' for v in values)})"
 
 
+def _row(label, cells):
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def tables(rows, modalities):
     """The two markdown tables: heads and modes; missing modalities."""
     heads = [*modalities, FUSED]
-    lines = [
-        "| method | "
-        + " | ".join(f"{h} head" for h in heads)
-        + " | "
-        + " | ".join(f"mode {m}" for m in MODES)
-        + " |",
-        "|---" * (len(heads) + len(MODES) + 1) + "|",
-    ]
+    modes = [m for m in MODES if m in rows[0][METHODS[0]]["modes"]]
+    columns = [f"{h} head" for h in heads] + [f"mode {m}" for m in modes]
+    lines = [_row("method", columns), "|---" * (len(columns) + 1) + "|"]
     for method in METHODS:
         cells = [_cell(rows, (method, "heads", h)) for h in heads]
-        cells += [_cell(rows, (method, "modes", m)) for m in MODES]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        cells += [_cell(rows, (method, "modes", m)) for m in modes]
+        lines.append(_row(method, cells))
     cells = [_cell(rows, ("unimodal", m)) for m in modalities]
-    lines.append(
-        "| uni-modal models | "
-        + " | ".join(cells)
-        + " |" * (len(heads) + len(MODES) - len(modalities))
-    )
-    lines += ["", "| model | " + " | ".join(f"{m} removed" for m in modalities) + " |"]
+    lines.append(_row("uni-modal models", cells + ["-"] * (len(columns) - len(cells))))
+    lines += ["", _row("model", [f"{m} removed" for m in modalities])]
     lines.append("|---" * (len(modalities) + 1) + "|")
     for method in METHODS:
         for kind, label in (
             ("output", "own heads"),
-            ("fused_imputed", "fused, mean-imputed"),
+            ("fused_imputed", "fused, imputed"),
         ):
             cells = [_cell(rows, (method, "missing", m, kind)) for m in modalities]
-            lines.append(f"| {method}: {label} | " + " | ".join(cells) + " |")
-    other = {m: [n for n in modalities if n != m] for m in modalities}
-    cells = [_cell(rows, ("unimodal", other[m][0])) for m in modalities]
-    lines.append("| uni-modal model of the kept modality | " + " | ".join(cells) + " |")
+            lines.append(_row(f"{method}: {label}", cells))
+    kept = [next(n for n in modalities if n != m) for m in modalities]
+    lines.append(_row("uni-modal model", [_cell(rows, ("unimodal", k)) for k in kept]))
     return "\n".join(lines)
 
 
 def main(argv):
     del argv
+    if FLAGS.render:
+        rows = []
+        for path in FLAGS.render:
+            with open(path) as handle:
+                rows += json.load(handle)["rows"]
+        print(tables(rows, tuple(rows[0]["unimodal"])))
+        return
     config = common.Config(epochs=FLAGS.epochs)
     task = common.load_task(FLAGS.dataset, config)
     rows = [run_seed(task, config, int(seed)) for seed in FLAGS.seeds]
