@@ -6,7 +6,7 @@ head sub-models (`GBlendModel.head_model`) and the one combination rule
 (`keras_gblend.inference.combine`):
 
 * `serving_default`: the model's output mode (`model.output_mode`), every modality.
-* `fused`, `mean`, `gated`, and `weighted` (when `fit_output_weights` was run):
+* `fused`, `mean`, and `weighted` (when `fit_output_weights` was run):
   that mode, every modality.
 * `only_<m>` for each modality, `only_<m1>_and_<m2>` ... for each proper subset
   of modalities (in the model's modality order): the inputs of that subset only,
@@ -93,7 +93,7 @@ def signature_names(model):
     ...     for m in ("a", "b")
     ... }
     >>> list(signature_names(build_gblend_model(branches, num_classes=2)))
-    ['serving_default', 'fused', 'mean', 'gated', 'only_a', 'only_b']
+    ['serving_default', 'fused', 'mean', 'only_a', 'only_b']
     """
     if not isinstance(model, GBlendModel):
         raise ValueError(

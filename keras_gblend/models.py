@@ -296,8 +296,8 @@ class GBlendModel(keras.Model):
         Args:
             mode: `"fused"` (the fused head, the paper's choice; default),
                 `"mean"` (every head's probabilities averaged), `"weighted"`
-                (weights fit on `V` by `fit_output_weights`) or `"gated"`
-                (per example, heads weighted by `exp(-entropy)`).
+                (weights fit on `V` by `fit_output_weights`). See
+                docs/inference.md for which to use when.
             weights: Optional combination weights, a mapping from every head
                 name to a weight `>= 0` (normalised to sum to 1); default: keep
                 the ones already fit.
@@ -447,7 +447,7 @@ class GBlendModel(keras.Model):
         ...     for m in ("a", "b")}, num_classes=2)
         >>> x = {"a": np.ones((4, 4)), "b": np.ones((4, 4))}
         >>> sorted(model.evaluate_outputs(x, np.zeros(4))["modes"])
-        ['fused', 'gated', 'mean']
+        ['fused', 'mean']
         """
         from keras_gblend import inference
 

@@ -66,7 +66,6 @@ SIGNATURES = {
     "fused": ("audio", "image", "text"),
     "mean": ("audio", "image", "text"),
     "weighted": ("audio", "image", "text"),
-    "gated": ("audio", "image", "text"),
     "only_audio": ("audio",),
     "only_image": ("image",),
     "only_text": ("text",),
@@ -263,7 +262,7 @@ def test_keras_round_trip_keeps_current_blend_weights_and_trains(tmp_path):
     assert loaded.get_blend_weights() == pytest.approx(BLEND, abs=1e-7)
 
 
-@pytest.mark.parametrize("mode", ["weighted", "gated"])
+@pytest.mark.parametrize("mode", ["weighted", "mean"])
 def test_keras_round_trip_keeps_output_mode_and_combination_weights(tmp_path, mode):
     model = _trained_model()
     fitted = model.fit_output_weights(_data(30, seed=2))
