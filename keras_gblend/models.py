@@ -17,17 +17,18 @@ import numpy as np
 from keras import ops
 
 from keras_gblend import fusion as fusion_lib
+from keras_gblend.output_modes import OutputModes
 
 FUSED = "fused"
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
-class GBlendModel(keras.Model):
+class GBlendModel(OutputModes, keras.Model):
     """A functional multi-output model that owns its per-head loss weights.
 
     Build it with `build_gblend_model` (or functionally, with one named input per
     modality and a dict of outputs keyed by `modalities + ("fused",)`). It behaves
-    like any Keras model, with three additions:
+    like any Keras model, with four additions:
 
     * `blend_weights`: one non-trainable scalar variable per head, used as the
       per-head loss weights by `compile`; `set_blend_weights` assigns them.
@@ -35,6 +36,10 @@ class GBlendModel(keras.Model):
       head (a dict of per-head labels is accepted too).
     * Inputs: a dict of inputs must have exactly the modality keys; a missing or
       extra key raises instead of being fed to the wrong branch.
+    * Output modes (`keras_gblend.output_modes.OutputModes`): `predict_output`
+      combines the heads as `output_mode` says (`"fused"`, `"mean"` or
+      `"weighted"`), also with modalities missing; `evaluate_outputs` reports
+      every head and mode.
 
     Args:
         *args: Passed to `keras.Model` (`inputs`, `outputs`).
@@ -42,6 +47,9 @@ class GBlendModel(keras.Model):
             always `"fused"`.
         initial_blend_weights: Starting weights, a mapping from head name to
             float or a sequence in head order. Default: uniform `1 / num_heads`.
+        output_mode: The output mode (see `set_output_mode`); default
+            `"fused"`, the paper's choice.
+        output_weights: The `"weighted"` mode's weights, or None.
         **kwargs: Passed to `keras.Model` (`name`, ...).
 
     Example:
@@ -97,7 +105,6 @@ class GBlendModel(keras.Model):
             )
             for name, w in zip(self.head_names, weights)
         }
-        self.output_weights = None
         self.set_output_mode(output_mode, output_weights)
 
     @property
@@ -284,174 +291,6 @@ class GBlendModel(keras.Model):
         config["output_mode"] = self.output_mode
         config["output_weights"] = self.output_weights
         return config
-
-    # Output modes (see `keras_gblend.inference`): which heads a prediction uses.
-
-    def set_output_mode(self, mode, weights=None):
-        """Chooses how `predict_output` and the export combine the heads.
-
-        The mode and the combination weights are saved with the model (`.keras`
-        config) and become the SavedModel's `serving_default`.
-
-        Args:
-            mode: `"fused"` (the fused head, the paper's choice; default),
-                `"mean"` (every head's probabilities averaged), `"weighted"`
-                (weights fit on `V` by `fit_output_weights`). See
-                docs/inference.md for which to use when.
-            weights: Optional combination weights, a mapping from every head
-                name to a weight `>= 0` (normalised to sum to 1); default: keep
-                the ones already fit.
-
-        Raises:
-            ValueError: If `mode` is unknown, `"weighted"` has no weights, or
-                `weights` has the wrong keys or values.
-
-        Example:
-
-        >>> import keras
-        >>> from keras_gblend import build_gblend_model
-        >>> model = build_gblend_model({m: keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(3)], name=f"{m}_encoder")
-        ...     for m in ("a", "b")}, num_classes=2)
-        >>> model.set_output_mode("weighted", {"a": 1, "b": 1, "fused": 2})
-        >>> model.output_mode, model.output_weights["fused"]
-        ('weighted', 0.5)
-        """
-        from keras_gblend import inference
-
-        if weights is not None:
-            values = _weights_vector(weights, self.head_names)
-            weights = dict(zip(self.head_names, (values / values.sum()).tolist()))
-        weights = self.output_weights if weights is None else weights
-        self.output_mode = inference.check_mode(mode, weights)
-        self.output_weights = weights
-
-    def fit_output_weights(self, heldout, batch_size=256):
-        """Fits the `"weighted"` mode's weights on the held-out set `V`.
-
-        Minimises the held-out log-loss of `sum_h w_h p_h` over the simplex
-        (`inference.fit_combination_weights`). Pass `V`, held out from the
-        TRAINING data (e.g. the one given to `GBlendCallback`), never test data.
-        The mode is unchanged: call `set_output_mode("weighted")` to use them.
-
-        Args:
-            heldout: `(x, y)`: a dict of every modality's arrays and labels.
-            batch_size: Batch size of the predictions.
-
-        Returns:
-            The weights, a dict from head name to float (they sum to 1).
-
-        Raises:
-            ValueError: If `heldout` is not an `(x, y)` pair with every modality.
-
-        Example:
-
-        >>> import keras, numpy as np
-        >>> from keras_gblend import build_gblend_model
-        >>> model = build_gblend_model({m: keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(3)], name=f"{m}_encoder")
-        ...     for m in ("a", "b")}, num_classes=2)
-        >>> v = ({"a": np.ones((6, 4)), "b": np.ones((6, 4))}, np.arange(6) % 2)
-        >>> round(sum(model.fit_output_weights(v).values()), 6)
-        1.0
-        """
-        from keras_gblend import inference
-
-        if not isinstance(heldout, (tuple, list)) or len(heldout) != 2:
-            raise ValueError(
-                "`heldout` must be an (x, y) pair of held-out training data. "
-                f"Received {type(heldout).__name__}."
-            )
-        x, y = heldout
-        if not isinstance(x, Mapping) or set(x) != set(self.modalities):
-            keys = sorted(x) if isinstance(x, Mapping) else type(x).__name__
-            raise ValueError(
-                f"`heldout` x must be a dict with every modality "
-                f"{list(self.modalities)}. Received {keys}."
-            )
-        probs, _ = inference.predict_heads(self, x, batch_size=batch_size)
-        self.output_weights = inference.fit_combination_weights(probs, y)
-        return dict(self.output_weights)
-
-    def predict_output(self, x, mode=None, missing=None, batch_size=None):
-        """The model's one prediction: its heads combined by the output mode.
-
-        `predict(x)` still returns every head's probabilities.
-
-        Args:
-            x: Dict from modality name to a `(batch, ...)` array. A modality may
-                be absent: only the heads that can be computed are used (the
-                fused head needs every modality).
-            mode: An output mode (see `set_output_mode`); default
-                `self.output_mode`.
-            missing: Optional dict from modality name to a `(batch,)` boolean
-                array, True where that modality is missing for that example
-                (its input values there are ignored; fill them with anything,
-                e.g. zeros). Those examples use only their available heads.
-            batch_size: Batch size of the predictions.
-
-        Returns:
-            A numpy `(batch, classes)` array of class probabilities.
-
-        Raises:
-            ValueError: If `x` is not a dict or has an unknown key, `missing`
-                is malformed, an example has every modality missing, or `mode`
-                is invalid.
-
-        Example:
-
-        >>> import keras, numpy as np
-        >>> from keras_gblend import build_gblend_model
-        >>> model = build_gblend_model({m: keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(3)], name=f"{m}_encoder")
-        ...     for m in ("a", "b")}, num_classes=2)
-        >>> x = {"a": np.ones((3, 4)), "b": np.ones((3, 4))}
-        >>> model.predict_output(x, mode="mean").shape
-        (3, 2)
-        >>> audio_only = model.predict_output({"a": x["a"]})  # the "a" head
-        >>> bool(np.allclose(audio_only, model.predict(x, verbose=0)["a"]))
-        True
-        """
-        from keras_gblend import inference
-
-        mode = self.output_mode if mode is None else mode
-        inference.check_mode(mode, self.output_weights)
-        probs, available = inference.predict_heads(self, x, missing, batch_size)
-        combined = inference.combine(
-            probs, mode, self.output_weights, available, fused=FUSED
-        )
-        return ops.convert_to_numpy(combined)
-
-    def evaluate_outputs(self, x, y, missing=None, batch_size=None):
-        """Test accuracy of every head and every output mode, in one pass.
-
-        Args:
-            x, missing, batch_size: As in `predict_output`.
-            y: `(batch,)` class indices or one-hot labels.
-
-        Returns:
-            `{"heads": {head: accuracy}, "modes": {mode: accuracy}}`. A head's
-            accuracy counts the examples it is available for; heads that
-            cannot be computed, and `"weighted"` before `fit_output_weights`,
-            are left out.
-
-        Raises:
-            ValueError: As `predict_output`.
-
-        Example:
-
-        >>> import keras, numpy as np
-        >>> from keras_gblend import build_gblend_model
-        >>> model = build_gblend_model({m: keras.Sequential(
-        ...     [keras.Input((4,)), keras.layers.Dense(3)], name=f"{m}_encoder")
-        ...     for m in ("a", "b")}, num_classes=2)
-        >>> x = {"a": np.ones((4, 4)), "b": np.ones((4, 4))}
-        >>> sorted(model.evaluate_outputs(x, np.zeros(4))["modes"])
-        ['fused', 'mean']
-        """
-        from keras_gblend import inference
-
-        return inference.evaluate_outputs(self, x, y, missing, batch_size)
 
 
 def build_gblend_model(
