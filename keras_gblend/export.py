@@ -1,61 +1,38 @@
-"""Export of a trained `GBlendModel` for serving: the fused head only.
+"""Export of a trained `GBlendModel` for serving: every output mode, every subset.
 
-Inference uses the fused head (as the paper's released code does). `export_fused`
-writes a TensorFlow SavedModel whose only endpoint is the fused head: the
-auxiliary modality heads and the blend (loss) weights are not in it, so a server
-holds exactly what it needs. To keep training later, save the whole model with
-`model.save("model.keras")` instead: that keeps every head, the current blend
-weights and the optimizer state.
+`export_saved_model` writes a TensorFlow SavedModel with one serving signature per
+output mode and one per usable subset of modalities, each built from the model's
+head sub-models (`GBlendModel.head_model`) and the one combination rule
+(`keras_gblend.inference.combine`):
+
+* `serving_default`: the model's output mode (`model.output_mode`), every modality.
+* `fused`, `mean`, and `weighted` (when `fit_output_weights` was run):
+  that mode, every modality.
+* `only_<m>` for each modality, `only_<m1>_and_<m2>` ... for each proper subset
+  of modalities (in the model's modality order): the inputs of that subset only,
+  combined with the model's output mode over the heads they can compute (the
+  fused head needs every modality).
+
+Every signature returns `{"probabilities": (batch, classes)}`. Dropout is off. The
+blend (loss) weights are not in the SavedModel; the combination weights are
+constants in it. To keep training later, save the whole model with
+`model.save("model.keras")`: that keeps every head, the blend weights, the output
+mode, the combination weights and the optimizer state.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import keras
 import tensorflow as tf
 
-from keras_gblend.models import FUSED
+from keras_gblend import inference
+from keras_gblend.models import FUSED, GBlendModel
 
-SIGNATURE = "serving_default"
-
-
-def fused_model(model):
-    """A functional `keras.Model` from the modality inputs to the fused output.
-
-    It shares the layers (and weights) of `model` and holds only the layers on
-    the fused head's path.
-
-    Args:
-        model: A `GBlendModel` (or any functional model with a dict output that
-            has a `"fused"` key and a named input per modality).
-
-    Returns:
-        A `keras.Model` with the same dict of inputs and one output, the fused
-        head's class probabilities.
-
-    Raises:
-        ValueError: If `model` has no `"fused"` output.
-
-    Example:
-
-    >>> from keras_gblend import build_gblend_model
-    >>> branches = {
-    ...     m: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)],
-    ...                         name=f"{m}_encoder")
-    ...     for m in ("a", "b")
-    ... }
-    >>> fused_model(build_gblend_model(branches, num_classes=2)).output.shape
-    (None, 2)
-    """
-    outputs = getattr(model, "output", None) if isinstance(model, keras.Model) else None
-    if not isinstance(outputs, dict) or FUSED not in outputs:
-        keys = sorted(outputs) if isinstance(outputs, dict) else None
-        raise ValueError(
-            f"`model` must be a GBlendModel with a {FUSED!r} output. Received "
-            f"{type(model).__name__} with output keys {keys}."
-        )
-    return keras.Model(model.input, outputs[FUSED], name=f"{model.name}_fused")
+DEFAULT = "serving_default"
+OUTPUT = "probabilities"
 
 
 def input_signature(model):
@@ -94,23 +71,64 @@ def input_signature(model):
     }
 
 
-def export_fused(model, path, *, verbose=False):
-    """Writes a SavedModel that serves only the fused head.
+def signature_names(model):
+    """The SavedModel's signatures, each with the modalities and mode it serves.
 
-    The SavedModel has one signature, `"serving_default"`, with one named input
-    per modality (batch dimension None, the dtypes of the model's inputs) and
-    one output, `"fused"`: the fused head's class probabilities. Dropout is off.
+    Args:
+        model: A `GBlendModel`.
+
+    Returns:
+        A dict from signature name to `(modalities, mode)`, in the order
+        `serving_default`, the modes, then the subsets (see the module doc).
+
+    Raises:
+        ValueError: If `model` is not a `GBlendModel`.
+
+    Example:
+
+    >>> from keras_gblend import build_gblend_model
+    >>> branches = {
+    ...     m: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)],
+    ...                         name=f"{m}_encoder")
+    ...     for m in ("a", "b")
+    ... }
+    >>> list(signature_names(build_gblend_model(branches, num_classes=2)))
+    ['serving_default', 'fused', 'mean', 'only_a', 'only_b']
+    """
+    if not isinstance(model, GBlendModel):
+        raise ValueError(
+            f"`model` must be a GBlendModel. Received {type(model).__name__}."
+        )
+    everything = tuple(model.modalities)
+    names = {DEFAULT: (everything, model.output_mode)}
+    for mode in inference.MODES:
+        if mode != "weighted" or model.output_weights is not None:
+            names[mode] = (everything, mode)
+    for size in range(1, len(everything)):
+        for subset in itertools.combinations(everything, size):
+            names["only_" + "_and_".join(subset)] = (subset, model.output_mode)
+    return names
+
+
+def export_saved_model(model, path, *, verbose=False):
+    """Writes a SavedModel serving every output mode and every modality subset.
+
+    Each signature (see `signature_names` and the module doc) takes one named
+    input per modality it serves (batch dimension None, the model's dtypes) and
+    returns `{"probabilities": (batch, classes)}`, computed by the heads' own
+    sub-models (`model.head_model`) and `inference.combine`, exactly as
+    `model.predict_output(x, mode=...)` computes it.
 
     Args:
         model: A trained `GBlendModel`.
         path: Directory to write; created if missing, overwritten if present.
-        verbose: Print Keras's summary of the endpoint.
+        verbose: Print Keras's summary of the endpoints.
 
     Returns:
         `path`, as a string.
 
     Raises:
-        ValueError: If `model` has no fused output or no dict of named inputs.
+        ValueError: If `model` is not a `GBlendModel`.
         OSError: If `path` cannot be written (the message names it).
 
     Example:
@@ -123,14 +141,12 @@ def export_fused(model, path, *, verbose=False):
     ...     for m in ("a", "b")
     ... }
     >>> model = build_gblend_model(branches, num_classes=2)
-    >>> path = export_fused(model, os.path.join(tempfile.mkdtemp(), "served"))
+    >>> path = export_saved_model(model, os.path.join(tempfile.mkdtemp(), "s"))
     >>> served = tf.saved_model.load(path)
-    >>> x = {"a": tf.zeros([3, 4]), "b": tf.zeros([3, 4])}
-    >>> served.signatures["serving_default"](**x)["fused"].shape
+    >>> served.signatures["only_a"](a=tf.zeros([3, 4]))["probabilities"].shape
     TensorShape([3, 2])
     """
-    fused = fused_model(model)
-    signature = input_signature(model)
+    signatures = signature_names(model)
     path = os.fspath(path)
     try:
         os.makedirs(path, exist_ok=True)
@@ -140,15 +156,38 @@ def export_fused(model, path, *, verbose=False):
         ) from error
     if not os.access(path, os.W_OK):
         raise OSError(f"Cannot write to the export directory {path!r}.")
-
-    def serve(inputs):
-        return {FUSED: fused(inputs, training=False)}
-
+    heads = {h: model.head_model(h) for h in model.head_names}
+    specs = input_signature(model)
     archive = keras.export.ExportArchive()
-    archive.track(fused)
-    archive.add_endpoint(SIGNATURE, serve, input_signature=[signature])
+    for head in heads.values():
+        archive.track(head)
+    for name, (modalities, mode) in signatures.items():
+        archive.add_endpoint(
+            name,
+            _serving_function(model, heads, modalities, mode),
+            input_signature=[{m: specs[m] for m in modalities}],
+        )
     try:
         archive.write_out(path, verbose=verbose)
     except (tf.errors.OpError, OSError) as error:
         raise OSError(f"Cannot write the SavedModel to {path!r}: {error}") from error
     return path
+
+
+def _serving_function(model, heads, modalities, mode):
+    if len(modalities) < len(model.modalities):
+        used = list(modalities)  # Modality heads only: the fused head needs all.
+    elif mode == "fused":
+        used = [FUSED]
+    else:
+        used = list(model.head_names)
+    weights = model.output_weights
+
+    def serve(inputs):
+        probs = {
+            h: heads[h]({m: inputs[m] for m in heads[h].input}, training=False)
+            for h in used
+        }
+        return {OUTPUT: inference.combine(probs, mode, weights, fused=FUSED)}
+
+    return serve

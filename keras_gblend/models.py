@@ -17,17 +17,18 @@ import numpy as np
 from keras import ops
 
 from keras_gblend import fusion as fusion_lib
+from keras_gblend.output_modes import OutputModes
 
 FUSED = "fused"
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
-class GBlendModel(keras.Model):
+class GBlendModel(OutputModes, keras.Model):
     """A functional multi-output model that owns its per-head loss weights.
 
     Build it with `build_gblend_model` (or functionally, with one named input per
     modality and a dict of outputs keyed by `modalities + ("fused",)`). It behaves
-    like any Keras model, with three additions:
+    like any Keras model, with four additions:
 
     * `blend_weights`: one non-trainable scalar variable per head, used as the
       per-head loss weights by `compile`; `set_blend_weights` assigns them.
@@ -35,6 +36,10 @@ class GBlendModel(keras.Model):
       head (a dict of per-head labels is accepted too).
     * Inputs: a dict of inputs must have exactly the modality keys; a missing or
       extra key raises instead of being fed to the wrong branch.
+    * Output modes (`keras_gblend.output_modes.OutputModes`): `predict_output`
+      combines the heads as `output_mode` says (`"fused"`, `"mean"` or
+      `"weighted"`), also with modalities missing; `evaluate_outputs` reports
+      every head and mode.
 
     Args:
         *args: Passed to `keras.Model` (`inputs`, `outputs`).
@@ -42,6 +47,9 @@ class GBlendModel(keras.Model):
             always `"fused"`.
         initial_blend_weights: Starting weights, a mapping from head name to
             float or a sequence in head order. Default: uniform `1 / num_heads`.
+        output_mode: The output mode (see `set_output_mode`); default
+            `"fused"`, the paper's choice.
+        output_weights: The `"weighted"` mode's weights, or None.
         **kwargs: Passed to `keras.Model` (`name`, ...).
 
     Example:
@@ -60,7 +68,15 @@ class GBlendModel(keras.Model):
     {'a': 0.2, 'b': 0.3, 'fused': 0.5}
     """
 
-    def __init__(self, *args, modalities=None, initial_blend_weights=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        modalities=None,
+        initial_blend_weights=None,
+        output_mode="fused",
+        output_weights=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if modalities is None:
             raise ValueError(
@@ -89,6 +105,7 @@ class GBlendModel(keras.Model):
             )
             for name, w in zip(self.head_names, weights)
         }
+        self.set_output_mode(output_mode, output_weights)
 
     @property
     def blend_weights(self):
@@ -271,6 +288,8 @@ class GBlendModel(keras.Model):
         config = super().get_config()
         config["modalities"] = list(self.modalities)
         config["initial_blend_weights"] = dict(self.initial_blend_weights)
+        config["output_mode"] = self.output_mode
+        config["output_weights"] = self.output_weights
         return config
 
 

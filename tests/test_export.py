@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend import GBlendModel, build_gblend_model, export
+from keras_gblend import GBlendModel, build_gblend_model, export, inference
 from tests.scripts import runner
 
 SAVED_MODEL_CLI = os.path.join(
     os.path.dirname(runner.sys.executable), "saved_model_cli"
 )
-BLEND = {"audio": 0.15, "image": 0.05, "fused": 0.8}
+BLEND = {"audio": 0.15, "image": 0.05, "text": 0.1, "fused": 0.7}
 
 
 def _data(num=40, seed=0):
@@ -23,6 +23,7 @@ def _data(num=40, seed=0):
     x = {
         "audio": (rng.normal(size=(num, 5)) + y[:, None]).astype("float32"),
         "image": rng.integers(0, 256, size=(num, 4, 3)).astype("uint8"),
+        "text": (rng.normal(size=(num, 2)) - y[:, None]).astype("float32"),
     }
     return x, y
 
@@ -43,6 +44,10 @@ def _trained_model(dropout=0.25):
             ],
             name="image_encoder",
         ),
+        "text": keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(4, activation="relu")],
+            name="text_encoder",
+        ),
     }
     model = build_gblend_model(branches, num_classes=3, dropout=dropout)
     model.compile(
@@ -56,49 +61,64 @@ def _trained_model(dropout=0.25):
     return model
 
 
+SIGNATURES = {
+    "serving_default": ("audio", "image", "text"),
+    "fused": ("audio", "image", "text"),
+    "mean": ("audio", "image", "text"),
+    "weighted": ("audio", "image", "text"),
+    "only_audio": ("audio",),
+    "only_image": ("image",),
+    "only_text": ("text",),
+    "only_audio_and_image": ("audio", "image"),
+    "only_audio_and_text": ("audio", "text"),
+    "only_image_and_text": ("image", "text"),
+}
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A trained model, its fused-only SavedModel, and inputs for 17 examples."""
+    """A trained model (mode "weighted", fit on V), its SavedModel, 17 inputs."""
     keras.backend.clear_session()
     model = _trained_model()
+    model.fit_output_weights(_data(30, seed=2))
+    model.set_output_mode("weighted")
     directory = tmp_path_factory.mktemp("export")
-    path = export.export_fused(model, directory / "served")
+    path = export.export_saved_model(model, directory / "served")
     x, _ = _data(17, seed=1)
     np.savez(directory / "inputs.npz", **x)
     for name, value in x.items():
         np.save(directory / f"{name}.npy", value)
-    expected = model.predict(x, batch_size=17, verbose=0)["fused"]
-    return {
-        "model": model,
-        "path": path,
-        "dir": directory,
-        "x": x,
-        "expected": expected,
-    }
+    expected = {}
+    for name, modalities in SIGNATURES.items():
+        mode = name if name in inference.MODES else None
+        subset = {m: x[m] for m in modalities}
+        expected[name] = model.predict_output(subset, mode=mode, batch_size=17)
+    return {"model": model, "path": path, "dir": directory, "expected": expected}
 
 
-def test_fused_model_holds_only_the_fused_path(exported):
-    fused = export.fused_model(exported["model"])
-    names = {v.path for v in fused.weights}
-    assert any(n.startswith("fused_head") for n in names)
-    assert not any("audio_head" in n or "image_head" in n for n in names)
-    assert not any("blend_weight" in n for n in names)
+def test_signatures_cover_every_mode_and_every_subset(exported):
+    names = export.signature_names(exported["model"])
+    assert {k: v[0] for k, v in names.items()} == SIGNATURES
+    assert names["serving_default"][1] == "weighted"
+    assert names["only_audio_and_image"][1] == "weighted"
 
 
-def test_saved_model_variables_exclude_aux_heads_and_blend_weights(exported):
+def test_saved_model_variables_exclude_blend_weights(exported):
     checkpoint = os.path.join(exported["path"], "variables", "variables")
     shapes = sorted(
         tuple(shape)
         for key, shape in tf.train.list_variables(checkpoint)
         if key.startswith("_all_variables/")
     )
-    fused = export.fused_model(exported["model"])
-    assert shapes == sorted(tuple(w.shape) for w in fused.weights)
-    # 2 encoders (kernel + bias) + the fused head; the full model has 13.
-    assert len(shapes) == 6 and len(exported["model"].weights) == 13
+    model = exported["model"]
+    layers = [w for w in model.weights if "blend_weight" not in w.path]
+    assert shapes == sorted(tuple(w.shape) for w in layers)
+    # 3 encoders + 3 modality heads + the fused head (kernel + bias each), and
+    # the 4 blend weights of the model left out.
+    assert len(shapes) == 14 and len(model.weights) == 18
 
 
-def test_reload_in_fresh_process_matches_keras_at_several_batch_sizes(exported):
+def test_reload_in_fresh_process_matches_keras_for_every_signature(exported):
     result = runner.run_json(
         [
             runner.script_path("serve_saved_model.py"),
@@ -111,31 +131,32 @@ def test_reload_in_fresh_process_matches_keras_at_several_batch_sizes(exported):
             "3",
             "17",
         ],
-        timeout=120,
+        timeout=180,
     )
-    assert result["signatures"] == ["serving_default"]
-    assert result["inputs"] == {
-        "audio": {"shape": [None, 5], "dtype": "float32"},
-        "image": {"shape": [None, 4, 3], "dtype": "uint8"},
-    }
-    assert result["outputs"] == {"fused": {"shape": [None, 3], "dtype": "float32"}}
-    # Besides the weights of the fused path, only the fused dropout layer's seed
-    # state (unused at serving time, dropout is off).
-    weights = [v for v in result["variables"] if "seed_generator" not in v]
-    assert len(result["variables"]) - len(weights) == 1
-    assert weights == [
-        "audio_encoder/dense/bias:0",
-        "audio_encoder/dense/kernel:0",
-        "fused_head/bias:0",
-        "fused_head/kernel:0",
-        "image_encoder/dense_1/bias:0",
-        "image_encoder/dense_1/kernel:0",
-    ]
-    for size in (1, 3, 17):
-        served = np.array(result["results"][str(size)]["fused"])
-        assert served.shape == (size, 3)
-        # Same ops, same CPU: equal to float32 rounding (dropout is off).
-        np.testing.assert_allclose(served, exported["expected"][:size], atol=1e-6)
+    assert sorted(result["signatures"]) == sorted(SIGNATURES)
+    assert not any("blend_weight" in v for v in result["variables"])
+    dtypes = {"audio": "float32", "image": "uint8", "text": "float32"}
+    shapes = {"audio": [None, 5], "image": [None, 4, 3], "text": [None, 2]}
+    for name, modalities in SIGNATURES.items():
+        served = result["signatures"][name]
+        assert served["inputs"] == {
+            m: {"shape": shapes[m], "dtype": dtypes[m]} for m in modalities
+        }
+        assert served["outputs"] == {
+            "probabilities": {"shape": [None, 3], "dtype": "float32"}
+        }
+        for size in (1, 3, 17):
+            probs = np.array(served["results"][str(size)]["probabilities"])
+            assert probs.shape == (size, 3)
+            np.testing.assert_allclose(
+                probs, exported["expected"][name][:size], atol=1e-5, err_msg=name
+            )
+    # The signatures really differ: the modes and the subsets are not copies.
+    full = result["signatures"]
+    assert not np.allclose(
+        full["fused"]["results"]["17"]["probabilities"],
+        full["mean"]["results"]["17"]["probabilities"],
+    )
 
 
 def _cli(*args):
@@ -153,27 +174,28 @@ def _cli(*args):
 
 def test_saved_model_cli_show(exported):
     out = _cli("show", "--dir", exported["path"], "--all")
-    assert "signature_def['serving_default']:" in out
-    assert out.count("signature_def[") == 2  # serving_default + the init op
-    serving = out.split("signature_def['serving_default']:")[1]
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']:" in out
+    assert out.count("signature_def[") == len(SIGNATURES) + 1  # + the init op
+    only_image = out.split("signature_def['only_image']:")[1].split("signature_def[")[0]
     for line in (
-        "inputs['audio'] tensor_info:",
         "inputs['image'] tensor_info:",
         "dtype: DT_UINT8",
         "shape: (-1, 4, 3)",
-        "shape: (-1, 5)",
-        "outputs['fused'] tensor_info:",
+        "outputs['probabilities'] tensor_info:",
         "shape: (-1, 3)",
         "Method name is: tensorflow/serving/predict",
     ):
-        assert line in serving, (line, serving)
-    assert "outputs['audio']" not in out and "outputs['image']" not in out
+        assert line in only_image, (line, only_image)
+    assert "inputs['audio']" not in only_image
 
 
-def test_saved_model_cli_run(exported):
+@pytest.mark.parametrize("signature", ["serving_default", "only_image_and_text"])
+def test_saved_model_cli_run(exported, signature):
     directory = exported["dir"]
-    out_dir = directory / "cli_out"
-    inputs = f"audio={directory / 'audio.npy'};image={directory / 'image.npy'}"
+    out_dir = directory / f"cli_{signature}"
+    modalities = SIGNATURES[signature]
+    inputs = ";".join(f"{m}={directory / (m + '.npy')}" for m in modalities)
     out = _cli(
         "run",
         "--dir",
@@ -181,24 +203,24 @@ def test_saved_model_cli_run(exported):
         "--tag_set",
         "serve",
         "--signature_def",
-        "serving_default",
+        signature,
         "--inputs",
         inputs,
         "--outdir",
         out_dir,
         "--overwrite",
     )
-    assert "Result for output key fused:" in out
-    served = np.load(out_dir / "fused.npy")
-    np.testing.assert_allclose(served, exported["expected"], atol=1e-6)
+    assert "Result for output key probabilities:" in out
+    served = np.load(out_dir / "probabilities.npy")
+    np.testing.assert_allclose(served, exported["expected"][signature], atol=1e-5)
 
 
-def test_export_rejects_models_without_fused_head(tmp_path):
+def test_export_rejects_other_models(tmp_path):
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="must be a GBlendModel with a 'fused' output"):
-        export.export_fused(plain, tmp_path / "x")
+    with pytest.raises(ValueError, match="must be a GBlendModel. Received Sequential"):
+        export.export_saved_model(plain, tmp_path / "x")
     with pytest.raises(ValueError, match="Received str"):
-        export.export_fused("model.keras", tmp_path / "x")
+        export.export_saved_model("model.keras", tmp_path / "x")
 
 
 def test_export_to_unwritable_path(tmp_path):
@@ -206,7 +228,7 @@ def test_export_to_unwritable_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(OSError, match="Cannot create the export directory"):
-        export.export_fused(model, blocker / "served")
+        export.export_saved_model(model, blocker / "served")
 
 
 def test_keras_round_trip_keeps_current_blend_weights_and_trains(tmp_path):
@@ -238,3 +260,21 @@ def test_keras_round_trip_keeps_current_blend_weights_and_trains(tmp_path):
     loaded.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     loaded.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     assert loaded.get_blend_weights() == pytest.approx(BLEND, abs=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["weighted", "mean"])
+def test_keras_round_trip_keeps_output_mode_and_combination_weights(tmp_path, mode):
+    model = _trained_model()
+    fitted = model.fit_output_weights(_data(30, seed=2))
+    model.set_output_mode(mode)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.output_mode == mode
+    assert loaded.output_weights == pytest.approx(fitted, abs=1e-12)
+    x, _ = _data(9, seed=3)
+    np.testing.assert_allclose(
+        loaded.predict_output(x), model.predict_output(x), atol=1e-6
+    )
+    # The default mode of the reloaded model is the saved one, not "fused".
+    assert not np.allclose(loaded.predict_output(x), loaded.predict(x)["fused"])

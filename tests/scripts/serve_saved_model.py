@@ -6,9 +6,10 @@ Standalone (imports neither Keras nor keras_gblend):
         --dir /tmp/served --inputs inputs.npz --batch-sizes 1 3 17
 
 `inputs.npz` holds one array per modality (at least max(batch sizes) rows). For
-each batch size b the first b rows are fed to the `serving_default` signature by
-keyword. The last line of stdout is one JSON object: the signature's input and
-output specs, the SavedModel's variable names, and the outputs per batch size.
+every signature and each batch size b, the first b rows of the signature's own
+inputs are fed by keyword. The last line of stdout is one JSON object: per
+signature its input and output specs and its outputs per batch size, and the
+SavedModel's variable names.
 """
 
 import argparse
@@ -27,24 +28,26 @@ parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 3, 17])
 args = parser.parse_args()
 
 loaded = tf.saved_model.load(args.dir)
-serve = loaded.signatures["serving_default"]
 inputs = dict(np.load(args.inputs))
-_, input_specs = serve.structured_input_signature
-result = {
-    "signatures": sorted(loaded.signatures),
-    "inputs": {
-        name: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
-        for name, spec in input_specs.items()
-    },
-    "outputs": {
-        name: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
-        for name, spec in serve.structured_outputs.items()
-    },
-    "variables": sorted(v.name for v in loaded.variables),
-    "results": {},
-}
-for size in args.batch_sizes:
-    feed = {name: tf.constant(value[:size]) for name, value in inputs.items()}
-    outputs = serve(**feed)
-    result["results"][str(size)] = {k: v.numpy().tolist() for k, v in outputs.items()}
+result = {"variables": sorted(v.name for v in loaded.variables), "signatures": {}}
+for name, serve in sorted(loaded.signatures.items()):
+    _, input_specs = serve.structured_input_signature
+    entry = {
+        "inputs": {
+            key: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+            for key, spec in input_specs.items()
+        },
+        "outputs": {
+            key: {"shape": spec.shape.as_list(), "dtype": spec.dtype.name}
+            for key, spec in serve.structured_outputs.items()
+        },
+        "results": {},
+    }
+    for size in args.batch_sizes:
+        feed = {key: tf.constant(inputs[key][:size]) for key in input_specs}
+        outputs = serve(**feed)
+        entry["results"][str(size)] = {
+            key: value.numpy().tolist() for key, value in outputs.items()
+        }
+    result["signatures"][name] = entry
 print(json.dumps(result), flush=True)

@@ -1,0 +1,185 @@
+r"""Which output to use at inference, and what happens when a modality is missing.
+
+Usage (about 10 minutes of CPU for 3 seeds on AV-Digits, 2 cores):
+
+    python -m experiments.inference_study --seeds=0,1,2 --output=runs/inference.json
+
+Trains, on the experiments' split of AV-Digits (`common.load_task`, `common.split`,
+`common.build_model`, 30 epochs of SGD with momentum): naive fusion, in-situ
+G-Blend, G-Blend + dropout, and one uni-modal model per modality. For every
+multi-head model it fits the `"weighted"` mode's weights on the held-out set `V`
+(`GBlendModel.fit_output_weights`), then reports test accuracy of every head and
+every output mode, and with the image or the audio removed at test time: the
+model's own remaining head (what `predict_output` returns), and its fused head
+with the removed modality replaced by its training mean (the usual workaround
+when a model has no uni-modal head). Prints two markdown tables (means and
+per-seed values) and writes every number to `--output`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+from absl import app, flags
+
+from experiments import common
+from keras_gblend import GBlendCallback, io_utils
+from keras_gblend.inference import MODES, accuracy
+from keras_gblend.models import FUSED
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of split, initialisation, order.")
+flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
+flags.DEFINE_string("dataset", "av_digits", "Built-in data set.")
+flags.DEFINE_string("output", "runs/inference.json", "Where the results go.")
+flags.DEFINE_list("render", [], "Only print the tables of these result files.")
+
+METHODS = ("naive", "gblend", "gblend_dropout")
+
+
+def train(method, task, config, seed):
+    """Trains one multi-head `method`; returns the model and `V`."""
+    keras.utils.set_random_seed(seed)
+    train_set, subset, heldout = common.split(task, config, seed)
+    dropout = config.dropout if method == "gblend_dropout" else 0.0
+    model = common.build_model(task, config, dropout=dropout)
+    callbacks = []
+    if method == "naive":
+        model.set_blend_weights({h: float(h == FUSED) for h in model.head_names})
+    else:
+        callbacks.append(
+            GBlendCallback(
+                subset,
+                heldout,
+                warmup_epochs=config.warmup_epochs,
+                super_epoch=config.super_epoch,
+                min_weight=config.min_weight,
+                verbose=0,
+            )
+        )
+    model.fit(
+        *train_set,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return model, heldout
+
+
+def unimodal_accuracies(task, config, seed):
+    """Trains one uni-modal model per modality; returns their test accuracies."""
+    keras.utils.set_random_seed(seed)
+    (x, y), _, _ = common.split(task, config, seed)
+    model = common.build_model(task, config)
+    result = {}
+    for m in model.modalities:
+        sub = model.head_model(m)
+        sub.compile(
+            optimizer=keras.optimizers.SGD(config.learning_rate, config.momentum),
+            loss="sparse_categorical_crossentropy",
+        )
+        sub.fit(
+            {m: x[m]}, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0
+        )
+        probs = sub.predict({m: task.test[0][m]}, verbose=0)
+        result[m] = accuracy(probs, task.test[1])
+    return result
+
+
+def missing_accuracies(model, task):
+    """Per removed modality: the model's own output, and its mean-imputed fused head."""
+    (x, y), (train_x, _) = task.test, task.train
+    result = {}
+    for removed in model.modalities:
+        kept = {m: v for m, v in x.items() if m != removed}
+        imputed = dict(x)
+        imputed[removed] = np.broadcast_to(
+            train_x[removed].mean(axis=0), x[removed].shape
+        ).astype(x[removed].dtype)
+        fused = model.predict(imputed, verbose=0)[FUSED]
+        result[removed] = {
+            "output": accuracy(model.predict_output(kept), y),
+            "fused_imputed": accuracy(fused, y),
+        }
+    return result
+
+
+def run_seed(task, config, seed):
+    """Every measurement of one seed, as a dict."""
+    row = {"seed": seed, "unimodal": unimodal_accuracies(task, config, seed)}
+    for method in METHODS:
+        model, heldout = train(method, task, config, seed)
+        weights = model.fit_output_weights(heldout)
+        row[method] = {
+            **model.evaluate_outputs(*task.test),
+            "output_weights": weights,
+            "blend_weights": model.get_blend_weights(),
+            "missing": missing_accuracies(model, task),
+        }
+        print(json.dumps({"seed": seed, "method": method, **row[method]}), flush=True)
+    return row
+
+
+def _cell(rows, path):
+    values = []
+    for row in rows:
+        value = row
+        for key in path:
+            value = value[key]
+        values.append(100 * value)
+    return f"{np.mean(values):.1f} ({' / '.join(f'{v:.1f}' for v in values)})"
+
+
+def _row(label, cells):
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def tables(rows, modalities):
+    """The two markdown tables: heads and modes; missing modalities."""
+    heads = [*modalities, FUSED]
+    modes = [m for m in MODES if m in rows[0][METHODS[0]]["modes"]]
+    columns = [f"{h} head" for h in heads] + [f"mode {m}" for m in modes]
+    lines = [_row("method", columns), "|---" * (len(columns) + 1) + "|"]
+    for method in METHODS:
+        cells = [_cell(rows, (method, "heads", h)) for h in heads]
+        cells += [_cell(rows, (method, "modes", m)) for m in modes]
+        lines.append(_row(method, cells))
+    cells = [_cell(rows, ("unimodal", m)) for m in modalities]
+    lines.append(_row("uni-modal models", cells + ["-"] * (len(columns) - len(cells))))
+    lines += ["", _row("model", [f"{m} removed" for m in modalities])]
+    lines.append("|---" * (len(modalities) + 1) + "|")
+    for method in METHODS:
+        for kind, label in (
+            ("output", "own heads"),
+            ("fused_imputed", "fused, imputed"),
+        ):
+            cells = [_cell(rows, (method, "missing", m, kind)) for m in modalities]
+            lines.append(_row(f"{method}: {label}", cells))
+    kept = [next(n for n in modalities if n != m) for m in modalities]
+    lines.append(_row("uni-modal model", [_cell(rows, ("unimodal", k)) for k in kept]))
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if FLAGS.render:
+        rows = []
+        for path in FLAGS.render:
+            with open(path) as handle:
+                rows += json.load(handle)["rows"]
+        print(tables(rows, tuple(rows[0]["unimodal"])))
+        return
+    config = common.Config(epochs=FLAGS.epochs)
+    task = common.load_task(FLAGS.dataset, config)
+    rows = [run_seed(task, config, int(seed)) for seed in FLAGS.seeds]
+    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+    io_utils.atomic_write_json(FLAGS.output, {"rows": rows})
+    print(tables(rows, tuple(task.train[0])))
+
+
+if __name__ == "__main__":
+    app.run(main)
