@@ -79,18 +79,27 @@ def quantise(values):
     return np.clip(q, 0, 255).astype(np.uint8), low, scale.astype(np.float32)
 
 
-def stratified_split(labels, train_per_class, seed):
+def stratified_split(labels, train_per_class, seed, groups=None):
     """Split code per example: 0 = train (`train_per_class` per class), 1 = test.
 
+    Examples of one group (e.g. exact duplicates) always land in the same split.
+
     Example:
-        >>> stratified_split(np.array([0, 0, 1, 1]), 1, seed=0).tolist().count(0)
-        2
+        >>> split = stratified_split(np.array([0, 0, 0, 1]), 1, 0, [0, 0, 1, 2])
+        >>> split[:2].tolist() in ([0, 0], [1, 1]), int((split == 0).sum())
+        (True, 2)
     """
+    labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     rng = np.random.default_rng(seed)
     split = np.ones(len(labels), np.int32)
     for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        split[rows[:train_per_class]] = 0
+        taken = 0
+        for group in rng.permutation(np.unique(groups[labels == label])):
+            rows = np.flatnonzero((groups == group) & (labels == label))
+            if taken + len(rows) <= train_per_class:
+                split[rows] = 0
+                taken += len(rows)
     return split
 
 
@@ -101,12 +110,13 @@ def build(csv_dir):
         ValueError: If the files disagree on the labels or a view has an
             unexpected width.
     """
-    arrays = {}
+    arrays, tables = {}, {}
     labels = None
     for view in VIEWS:
         path = Path(csv_dir) / f"mfeat-{FILES[view]}.csv"
         table = np.loadtxt(path, delimiter=",", skiprows=1)
         values, view_labels = table[:, :-1], table[:, -1].astype(np.int32)
+        tables[view] = values
         if labels is not None and not np.array_equal(labels, view_labels):
             raise ValueError(f"Labels of {path} differ from the other views.")
         labels = view_labels
@@ -123,7 +133,11 @@ def build(csv_dir):
                 values
             )
     arrays["label"] = labels
-    arrays["split"] = stratified_split(labels, TRAIN_PER_CLASS, SEED)
+    # The UCI data hold 6 examples twice (all 649 features equal): keep each
+    # copy on the same side of the split.
+    features = np.concatenate([tables[view] for view in VIEWS], axis=1)
+    duplicates = np.unique(features, axis=0, return_inverse=True)[1].reshape(-1)
+    arrays["split"] = stratified_split(labels, TRAIN_PER_CLASS, SEED, duplicates)
     arrays["version"] = np.array(VERSION, np.int32)
     return arrays
 

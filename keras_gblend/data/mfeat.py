@@ -23,7 +23,7 @@ import numpy as np
 from keras_gblend.data.av_digits import content_checksum
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mfeat.npz")
-EXPECTED_CHECKSUM = "24a5d5c22e0e8b1b0a6dacfc5908ec7646aa2218decab84c28349ea366249fb0"
+EXPECTED_CHECKSUM = "4f4b447f9f16e38efc3b779dc7e43b84873907594e6372135128a76f3fe0c7a1"
 NUM_CLASSES = 10
 # View name -> number of features, in the order of the UCI documentation.
 VIEWS = {
