@@ -192,7 +192,9 @@ class OGMGEModel(keras.Model):
         self._step = {}
 
     def call(self, inputs, training=None):
-        features = [self.branches[m](inputs[m], training=training) for m in self.modalities]
+        features = [
+            self.branches[m](inputs[m], training=training) for m in self.modalities
+        ]
         # Kept for `compute_loss`, which runs in the same trace as this call.
         self._step["features"] = features
         logits = self.fused_head(ops.concatenate(features, axis=-1))
@@ -217,16 +219,22 @@ class OGMGEModel(keras.Model):
         features = self._step["features"]
         kernel, bias = self.fused_head.kernel, self.fused_head.bias
         if training:
-            scores = ogm_scores([ops.stop_gradient(f) for f in features], kernel, bias, y)
+            scores = ogm_scores(
+                [ops.stop_gradient(f) for f in features], kernel, bias, y
+            )
             coefficients = ogm_coefficients(scores, self.alpha)
             on = ops.cast(self.modulation_on, coefficients.dtype)
             coefficients = on * coefficients + (1.0 - on)
             self._step["coefficients"] = coefficients
             for i, m in enumerate(self.modalities):
                 self.coefficient_trackers[m].update_state(coefficients[i])
-            features = [scale_gradient(f, coefficients[i]) for i, f in enumerate(features)]
+            features = [
+                scale_gradient(f, coefficients[i]) for i, f in enumerate(features)
+            ]
         logits = self.fused_head(ops.concatenate(features, axis=-1))
-        losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True
+        )
         if sample_weight is not None:
             losses = losses * ops.reshape(sample_weight, ops.shape(losses))
         return ops.mean(losses)

@@ -60,7 +60,10 @@ def run_ogm(task, config, seed, alpha, ge=True):
     train, _, heldout = common.split(task, config, seed)
     start = time.perf_counter()
     model = OGMGEModel(
-        common.make_branches(task, config), task.num_classes, alpha=alpha, ge=ge,
+        common.make_branches(task, config),
+        task.num_classes,
+        alpha=alpha,
+        ge=ge,
         seed=seed,
     )
     model.compile(
@@ -75,7 +78,9 @@ def run_ogm(task, config, seed, alpha, ge=True):
         verbose=0,
     ).history
     coefficients = {
-        k[len("coeff_") :]: [round(v, 3) for v in history[k][:: max(1, config.epochs // 6)]]
+        k[len("coeff_") :]: [
+            round(v, 3) for v in history[k][:: max(1, config.epochs // 6)]
+        ]
         for k in history
         if k.startswith("coeff_")
     }

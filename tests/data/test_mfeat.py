@@ -48,8 +48,11 @@ def test_shapes_and_balanced_labels(split, size):
 def test_splits_are_disjoint_and_make_up_all():
     x_all, y_all = mfeat.load_mfeat("all")
     x_train, y_train = mfeat.load_mfeat("train")
-    np.testing.assert_array_equal(y_all, np.concatenate([y_train, mfeat.load_mfeat("test")[1]]))
+    np.testing.assert_array_equal(
+        y_all, np.concatenate([y_train, mfeat.load_mfeat("test")[1]])
+    )
     np.testing.assert_array_equal(x_all["profile"][:1400], x_train["profile"])
+
     # The UCI data hold 6 examples twice; the split keeps both copies together,
     # so no test row equals a training row.
     def rows(x):
