@@ -1,4 +1,4 @@
-"""Tests for OGM-GE (keras_gblend.ogm): coefficients, gradient modulation, noise, fit."""
+"""Tests for OGM-GE (keras_gblend.ogm): coefficients, modulation, noise, fit."""
 
 import keras
 import numpy as np
