@@ -93,10 +93,10 @@ def load_mfeat(split="train", *, standardize=True, path=None):
         raise ValueError(f"`split` must be one of {SPLITS}. Received {split!r}.")
     raw = _read(os.fspath(path or DEFAULT_PATH))
     codes = raw["split"]
-    if split == "all":
-        rows = np.concatenate([np.flatnonzero(codes == 0), np.flatnonzero(codes == 1)])
-    else:
-        rows = np.flatnonzero(codes == _SPLIT_CODES[split])
+    # Train rows first, each split in file order.
+    rows = np.argsort(codes, kind="stable")
+    if split != "all":
+        rows = rows[codes[rows] == _SPLIT_CODES[split]]
     x = {}
     for view in VIEWS:
         values = _decode(raw, view)

@@ -1,6 +1,5 @@
 """Tests for the UCI Multiple Features loader and its builder, tools/build_mfeat.py."""
 
-import functools
 import importlib.util
 import os
 import pathlib
@@ -15,17 +14,12 @@ from keras_gblend.data.av_digits import content_checksum
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@functools.cache
 def _builder():
     """Imports tools/build_mfeat.py once (it defines absl flags)."""
-    name = "build_mfeat"
-    spec = importlib.util.spec_from_file_location(
-        name, REPO_ROOT / "tools" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    tools = str(REPO_ROOT / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    return importlib.import_module("build_mfeat")
 
 
 def test_committed_file_is_small_and_matches_checksum():
