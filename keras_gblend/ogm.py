@@ -12,9 +12,9 @@ At every training step, for each modality `u`:
 * coefficient `k_u = 1 - tanh(alpha * rho_u)` if `rho_u > 1`, else 1 (paper,
   Eq. 10); `u`'s encoder gets gradient `k_u * g_u` (the fused layer is not
   modulated);
-* GE (paper, Eq. 11): Gaussian noise with the standard deviation of the
-  unmodulated gradient (per variable) is added to every encoder variable's
-  gradient, in every step where modulation is on.
+* GE (generalisation enhancement): Gaussian noise with the standard deviation
+  of the unmodulated gradient (per variable) is added to every encoder
+  variable's gradient, in every step where modulation is on.
 
 The coefficients use `keras.ops` only: gradients are scaled with
 `x * k + stop_gradient(x) * (1 - k)` on the features, so OGM without GE runs in
