@@ -1,0 +1,121 @@
+"""Measures the baselines of docs/ogm_ge.md: OGM-GE on AV-Digits, methods on mfeat.
+
+Uses the experiments' harness (`experiments.common`: same split, encoders,
+optimizer and test evaluation as every other method) and prints one JSON line per
+run, so runs can be appended to a file and summarised later.
+
+    python tools/baselines_bench.py --study=ogm --seeds=0,1,2
+    python tools/baselines_bench.py --study=mfeat --seeds=0,1,2
+
+`ogm` trains OGM-GE (each `--alphas` value) on AV-Digits' trained part and
+reports the fused accuracy on `V` (one whole training speaker: the place to pick
+alpha) and on the test speakers. `mfeat` runs `--methods` of the harness on the
+UCI Multiple Features views (K = 6) plus OGM-GE.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from absl import app, flags
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from experiments import common  # noqa: E402
+from keras_gblend.data.mfeat import NUM_CLASSES, load_mfeat  # noqa: E402
+from keras_gblend.ogm import OGMGEModel, OGMSchedule  # noqa: E402
+
+_FLAGS = flags.FLAGS
+flags.DEFINE_enum("study", "ogm", ["ogm", "mfeat"], "What to measure.")
+flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
+flags.DEFINE_string("alphas", "0.1,0.8", "OGM-GE alpha values.")
+flags.DEFINE_bool("ge", True, "OGM-GE (True) or OGM (False).")
+flags.DEFINE_string(
+    "methods", "unimodal,naive,gblend_offline,gblend_online", "mfeat methods."
+)
+flags.DEFINE_integer("epochs", 30, "Training epochs.")
+
+
+def mfeat_task():
+    """UCI Multiple Features as a `common.Task` (stratified held-out split)."""
+    return common.Task(
+        "mfeat", load_mfeat("train"), load_mfeat("test"), None, NUM_CLASSES
+    )
+
+
+def _accuracy(model, data, batch_size):
+    x, y = data
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(probs, -1) == y))
+
+
+def run_ogm(task, config, seed, alpha, ge=True):
+    """Trains OGM-GE on the harness's trained part; returns a result row."""
+    keras.utils.set_random_seed(seed)
+    train, _, heldout = common.split(task, config, seed)
+    start = time.perf_counter()
+    model = OGMGEModel(
+        common.make_branches(task, config),
+        task.num_classes,
+        alpha=alpha,
+        ge=ge,
+        seed=seed,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        *train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=[OGMSchedule()],
+        verbose=0,
+    ).history
+    coefficients = {
+        k[len("coeff_") :]: [
+            round(v, 3) for v in history[k][:: max(1, config.epochs // 6)]
+        ]
+        for k in history
+        if k.startswith("coeff_")
+    }
+    return dict(
+        method=f"ogm_ge(alpha={alpha})" if ge else f"ogm(alpha={alpha})",
+        seed=seed,
+        heldout_accuracy=_accuracy(model, heldout, config.batch_size),
+        accuracy=_accuracy(model, task.test, config.batch_size),
+        coefficients=coefficients,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def main(argv):
+    del argv
+    config = common.Config(epochs=_FLAGS.epochs)
+    seeds = [int(s) for s in _FLAGS.seeds.split(",")]
+    alphas = [float(a) for a in _FLAGS.alphas.split(",")]
+    if _FLAGS.study == "ogm":
+        task = common.load_task("av_digits", config)
+        runs = [("naive", None)] + [("ogm", a) for a in alphas]
+    else:
+        task = mfeat_task()
+        runs = [(m, None) for m in _FLAGS.methods.split(",")]
+        runs += [("ogm", a) for a in alphas]
+    for seed in seeds:
+        for method, alpha in runs:
+            if method == "ogm":
+                rows = [run_ogm(task, config, seed, alpha, _FLAGS.ge)]
+            else:
+                rows = common.run_method(method, task, config, seed)
+            for row in rows:
+                row.pop("weight_history", None)
+                print(json.dumps(dict(row, study=_FLAGS.study)), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
