@@ -20,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments import common
+from experiments import common, methods
 from keras_gblend import io_utils
 
 GRID = {
@@ -33,7 +33,9 @@ GRID = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "av_digits", common.DATASETS, "Data set.")
-flags.DEFINE_enum("method", "gblend_online", common.METHODS, "G-Blend method to study.")
+flags.DEFINE_enum(
+    "method", "gblend_online", list(methods.METHODS), "G-Blend method to study."
+)
 flags.DEFINE_integer("seeds", 2, "Seeds 0..n-1.")
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_list("params", list(GRID), "Which settings to vary.")
@@ -50,7 +52,7 @@ def sweep(dataset, method, seeds, base, params, output_dir):
             config = dataclasses.replace(base, **{param: value})
             acc = []
             for seed, task in tasks.items():
-                (row,) = common.run_method(method, task, config, seed=seed)
+                (row,) = methods.run_method(method, task, config, seed=seed)
                 acc.append(100 * row["accuracy"])
             results.append(
                 dict(
@@ -102,4 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_program(main)
