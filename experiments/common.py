@@ -273,5 +273,3 @@ def run_program(main):
         flags.FLAGS(sys.argv[:1], known_only=True)
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
     app.run(main)
-
-

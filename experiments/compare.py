@@ -39,8 +39,12 @@ PRESETS = {
         seeds=1,
         config=dict(epochs=1, offline_epochs=1, warmup_epochs=0, super_epoch=1),
     ),
-    "demo": dict(dataset="av_digits", methods=list(methods.METHODS), seeds=1, config={}),
-    "full": dict(dataset="av_digits", methods=list(methods.METHODS), seeds=5, config={}),
+    "demo": dict(
+        dataset="av_digits", methods=list(methods.METHODS), seeds=1, config={}
+    ),
+    "full": dict(
+        dataset="av_digits", methods=list(methods.METHODS), seeds=5, config={}
+    ),
 }
 
 FLAGS = flags.FLAGS
@@ -138,7 +142,7 @@ def weight_histories(rows):
     their weights, from epoch 0.
 
     Returns:
-        A dict from method to a list of `(label, BlendHistory)` pairs.
+        A dict from method to a list of `BlendHistory`s, in row order.
     """
     runs = {}
     for row in rows:
@@ -149,8 +153,10 @@ def weight_histories(rows):
         else:
             heads = tuple(row["weights"])
             weights = np.array([[row["weights"][h] for h in heads]])
-            history = BlendHistory(heads, {"weight": np.array([0])}, {"weight": weights})
-        runs.setdefault(row["method"], []).append((f"seed {row['seed']}", history))
+            history = BlendHistory(
+                heads, {"weight": np.array([0])}, {"weight": weights}
+            )
+        runs.setdefault(row["method"], []).append(history)
     return runs
 
 
@@ -191,7 +197,11 @@ def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
 
 
 def run_comparison(dataset, methods_, seeds, config, output_dir, strategy="default"):
-    """Runs every method for every seed; writes results; returns (summary, rows, table)."""
+    """Runs every method for every seed; writes results.
+
+    Returns:
+        `(summary, rows, table)`.
+    """
     rows = []
     start = time.perf_counter()
     for seed in range(seeds):

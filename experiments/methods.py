@@ -282,7 +282,7 @@ def _outcomes(result):
 def run_method(
     method,
     task,
-    config=common.Config(),
+    config=None,
     seed=0,
     verbose=0,
     strategy="default",
@@ -293,7 +293,7 @@ def run_method(
     Args:
         method: A key of `METHODS`.
         task: A `common.Task`.
-        config: A `common.Config`.
+        config: A `common.Config`; None: the defaults.
         seed: Seed of the split, the initialisation and the data order.
         verbose: Keras verbosity of `fit`.
         strategy: `"default"`, `"mirrored"` or `"multi_worker"`: the
@@ -315,6 +315,7 @@ def run_method(
         raise ValueError(
             f"`method` must be one of {list(METHODS)}. Received {method!r}."
         )
+    config = config or common.Config()
     rows = []
     with common.strategy_scope(strategy):  # Every model and copy in its scope.
         ctx = make_context(
@@ -327,4 +328,3 @@ def run_method(
             row.update(outcome.extra, seconds=time.perf_counter() - start)
             rows.append(row)
     return rows
-

@@ -282,10 +282,9 @@ def plot_weight_runs(runs, path, num_epochs=None, dpi=90):
     """Draws blend weights over training, one panel per method, one line per run.
 
     Args:
-        runs: A dict from method name to a list of `(label, history)` pairs, each
-            `history` a `BlendHistory` with `"weight"` (others are left out). A
-            history with a single record (fixed weights) is drawn flat up to
-            `num_epochs`.
+        runs: A dict from method name to a list of `BlendHistory`s, one per run
+            (those without `"weight"` are left out). A history with a single
+            record (fixed weights) is drawn flat up to `num_epochs`.
         path: Output PNG path.
         num_epochs: Length of training, for fixed weights.
         dpi: Resolution.
@@ -299,20 +298,20 @@ def plot_weight_runs(runs, path, num_epochs=None, dpi=90):
     >>> h = BlendHistory(("a", "fused"), {"weight": np.array([0])},
     ...                  {"weight": np.array([[0.2, 0.8]])})
     >>> path = os.path.join(tempfile.mkdtemp(), "w.png")
-    >>> plot_weight_runs({"offline": [("seed 0", h)]}, path, num_epochs=5) == path
+    >>> plot_weight_runs({"offline": [h]}, path, num_epochs=5) == path
     True
     """
     runs = {
-        method: [(label, h) for label, h in pairs if "weight" in h.values]
-        for method, pairs in runs.items()
+        method: [h for h in histories if "weight" in h.values]
+        for method, histories in runs.items()
     }
-    runs = {method: pairs for method, pairs in runs.items() if pairs}
+    runs = {method: histories for method, histories in runs.items() if histories}
     if not runs:
         return None
     fig = _figure(figsize=(5 * len(runs), 3.6))
     axes = fig.subplots(1, len(runs), squeeze=False)[0]
-    for ax, (method, pairs) in zip(axes, runs.items()):
-        for number, (label, history) in enumerate(pairs):
+    for ax, (method, histories) in zip(axes, runs.items()):
+        for number, history in enumerate(histories):
             epochs, values = history.epochs["weight"], history.values["weight"]
             if len(epochs) == 1 and num_epochs:
                 epochs, values = np.append(epochs, num_epochs), np.repeat(values, 2, 0)

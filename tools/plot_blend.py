@@ -27,9 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import experiments  # noqa: E402, F401  (starts TensorFlow quietly)
 from absl import app, flags  # noqa: E402
 
+import experiments  # noqa: E402, F401  (starts TensorFlow quietly)
 from experiments import common  # noqa: E402
 from keras_gblend.plot import plot_all  # noqa: E402
 
