@@ -40,6 +40,7 @@ flags.DEFINE_integer("seeds", 2, "Seeds 0..n-1.")
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_list("params", list(GRID), "Which settings to vary.")
 flags.DEFINE_string("output_dir", "runs/sensitivity", "Where results are written.")
+flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
 
 
 def sweep(dataset, method, seeds, base, params, output_dir):
@@ -95,6 +96,8 @@ def main(argv):
     unknown = sorted(set(FLAGS.params) - set(GRID))
     if unknown:
         raise app.UsageError(f"Unknown --params {unknown}; choose from {list(GRID)}.")
+    if FLAGS.deterministic:
+        common.enable_determinism()
     base = dataclasses.replace(common.Config(), epochs=FLAGS.epochs)
     sweep(
         FLAGS.dataset, FLAGS.method, FLAGS.seeds, base, FLAGS.params, FLAGS.output_dir
