@@ -16,7 +16,7 @@ import sys
 
 import keras
 import numpy as np
-from absl import app
+from absl import app, flags
 
 from keras_gblend import build_gblend_model, data, encoders
 
@@ -241,6 +241,28 @@ def make_config(overrides=(), **settings):
     return dataclasses.replace(Config(), **settings)
 
 
+def define_shared_flags():
+    """Defines the flags every program shares: `--config`, `--strategy`,
+    `--deterministic`."""
+    flags.DEFINE_list(
+        "config",
+        [],
+        "Config overrides name=value,... (e.g. super_epoch=5,sep_b=2.5; they win "
+        f"over the other flags); names (type, default): {config_help()}.",
+    )
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        ["default", "mirrored", "multi_worker"],
+        "tf.distribute strategy (docs/robustness.md, 'Several GPUs').",
+    )
+    flags.DEFINE_bool(
+        "deterministic",
+        True,
+        "Deterministic TensorFlow ops: the same seed gives the same numbers.",
+    )
+
+
 def enable_determinism():
     """Makes TensorFlow's ops deterministic: the same seed gives the same table.
 
@@ -268,8 +290,6 @@ def run_program(main):
     script checking the status.
     """
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
-        from absl import flags
-
         flags.FLAGS(sys.argv[:1], known_only=True)
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
     app.run(main)

@@ -5,8 +5,8 @@ Usage:
     python -m experiments.compare --preset=demo --output_dir=runs/demo   # make demo
     python -m experiments.compare --preset=full --output_dir=runs/full   # RESULTS.md
 
-`demo` runs every method on AV-Digits with one seed (about 3 minutes on a
-2-core CPU); `full` runs every method over 5 seeds (about 15 minutes); `smoke`
+`demo` runs every method on AV-Digits with one seed (about 3 minutes on an
+idle 2-core CPU); `full` runs every method over 5 seeds (about 15 minutes); `smoke`
 is a seconds-long setting for tests. Flags given explicitly override the preset.
 Writes `results.json`, `results.md` (the table), `weights.png` (blend weights
 over training) and one G-Blend state file per G-Blend run,
@@ -50,23 +50,13 @@ PRESETS = {
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "demo", list(PRESETS), "Setting to start from.")
 flags.DEFINE_enum("dataset", None, common.DATASETS, "Data set (overrides preset).")
-flags.DEFINE_list("methods", None, "Methods to compare (overrides preset).")
+flags.DEFINE_list(
+    "methods", None, f"Methods to compare (overrides preset): {list(methods.METHODS)}."
+)
 flags.DEFINE_integer("seeds", None, "Number of seeds 0..n-1 (overrides preset).")
 flags.DEFINE_integer("epochs", None, "Training epochs (overrides preset).")
-flags.DEFINE_list(
-    "config",
-    [],
-    "Config overrides name=value,... (e.g. super_epoch=5,sep_b=2.5); names (type, "
-    f"default): {common.config_help()}.",
-)
 flags.DEFINE_string("output_dir", "runs/compare", "Where results are written.")
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker"],
-    "tf.distribute strategy; each run then gets its own process.",
-)
-flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+common.define_shared_flags()
 
 
 def summarise(rows):
@@ -196,7 +186,9 @@ def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
         return json.load(handle)["rows"]
 
 
-def run_comparison(dataset, methods_, seeds, config, output_dir, strategy="default"):
+def run_comparison(
+    dataset, method_names, seeds, config, output_dir, strategy="default"
+):
     """Runs every method for every seed; writes results.
 
     Returns:
@@ -206,7 +198,7 @@ def run_comparison(dataset, methods_, seeds, config, output_dir, strategy="defau
     start = time.perf_counter()
     for seed in range(seeds):
         task = common.load_task(dataset, config, seed=seed)
-        for method in methods_:
+        for method in method_names:
             if strategy == "default":
                 new_rows = methods.run_method(
                     method,

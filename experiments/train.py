@@ -38,19 +38,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float("learning_rate", common.Config.learning_rate, "SGD learning rate.")
 flags.DEFINE_float("sep_b", common.Config.sep_b, "Synthetic data: modality b's knob.")
-flags.DEFINE_list(
-    "config",
-    [],
-    "Config overrides name=value,... (they win over the flags above); names "
-    f"(type, default): {common.config_help()}.",
-)
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker"],
-    "tf.distribute strategy (see README, 'Several GPUs').",
-)
-flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+common.define_shared_flags()
 
 
 def run(method, dataset, config, seed, output_dir, strategy="default", state_path=None):
