@@ -284,12 +284,15 @@ def strategy_scope(strategy):
 
 
 def run_program(main):
-    """`absl.app.run(main)`, except that `--help` exits with status 0.
+    """`absl.app.run(main)`, except for `--help`: the program's own flags and the
+    shared ones (`define_shared_flags`), then exit status 0.
 
     absl ends `--help` with status 1, which reads as a failure to a user or a
-    script checking the status.
+    script checking the status, and lists only the main module's flags.
     """
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
-        flags.FLAGS(sys.argv[:1], known_only=True)
-        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+        doc = (sys.modules["__main__"].__doc__ or "").strip()
+        print(f"{doc}\n\nflags:\n\n{flags.FLAGS.main_module_help()}")
+        print(flags.FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
     app.run(main)
