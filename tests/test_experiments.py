@@ -197,3 +197,16 @@ def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
     # Deterministic ops: the same seed gives the same numbers, run after run.
     first, second = ([r["head_accuracy"] for r in x["rows"]] for x in results)
     assert first == second
+
+
+@pytest.mark.parametrize("name", ["results.json", "missing.json"])
+def test_plot_command_explains_what_history_it_needs(name, tmp_path):
+    (tmp_path / "results.json").write_text('{"dataset": "av_digits", "rows": []}')
+    result = _run(
+        "tools/plot_blend.py",
+        f"--history={tmp_path / name}",
+        f"--output_dir={tmp_path}",
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "runs/demo/states/" in result.stderr

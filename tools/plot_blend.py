@@ -55,9 +55,15 @@ def main(argv):
             "runs/demo/states/<method>_seed0.json; `python -m experiments.train` "
             "writes <output_dir>/<dataset>_<method>_seed<seed>.state.json."
         )
-    paths, skipped = plot_all(
-        values.history, values.output_dir, prefix=values.prefix, dpi=values.dpi
-    )
+    try:
+        paths, skipped = plot_all(
+            values.history, values.output_dir, prefix=values.prefix, dpi=values.dpi
+        )
+    except ValueError as error:  # Not a history (e.g. a results JSON).
+        raise app.UsageError(
+            f"--history={values.history!r} is not a G-Blend history: {error} Give "
+            "a state file (runs/demo/states/<method>_seed0.json) or a CSVLogger CSV."
+        ) from None
     for path in paths.values():
         print(path)
     for name, reason in skipped.items():
