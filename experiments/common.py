@@ -207,8 +207,8 @@ def config_help():
 
     Example:
 
-    >>> config_help().split(", ")[0]
-    'epochs (int, 30)'
+    >>> config_help()[:39]
+    'epochs (int, 30), batch_size (int, 64),'
     """
     return ", ".join(
         f"{f.name} ({f.type}, {f.default})" for f in dataclasses.fields(Config)
