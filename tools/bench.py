@@ -195,9 +195,9 @@ def bench_step(setting, task):
         pairs = tf.data.Dataset.zip((features, targets))
         return pairs.batch(batch, drop_remainder=True).cache().repeat().prefetch(2)
 
-    timing.reset()
+    timing.fresh_session()
     gblend = common.build_model(task, config)
-    timing.reset()
+    timing.fresh_session()
     twin = build_gblend_model(common.make_branches(task, config), task.num_classes)
     plain = keras.Model(twin.input, twin.output, name="plain")
     plain.compile(
@@ -285,7 +285,7 @@ def run_variant(name, setting):
     """Runs one memory variant in this process; returns its peak RSS in MiB."""
     start = time.perf_counter()
     task = _task(setting)
-    timing.reset()
+    timing.fresh_session()
     if name in ("naive", "online", "offline", "exact"):
         run_training(name, task, setting.config)
     elif name.startswith("audio_"):
@@ -357,7 +357,7 @@ def main(argv):
         "results": {},
     }
     task = _task(setting)
-    timing.reset()
+    timing.fresh_session()
     run_training("naive", _task(Setting(True)), Setting(True).config)  # Warm-up.
     sections = {
         "step": lambda: bench_step(setting, task),

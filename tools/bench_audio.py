@@ -150,7 +150,7 @@ def bench_audio(setting, task, folder):
     pipelines.check_same_features()
     runs = {}
     for name in AUDIO_PIPELINES:
-        timing.reset()
+        timing.fresh_session()
         model = common.build_model(task, setting.config)
         dataset = getattr(pipelines, name)()
         model.fit(dataset, epochs=1, verbose=0, shuffle=False)  # Warm-up.

@@ -10,7 +10,7 @@ import time
 import keras
 
 
-def reset(seed=0):
+def fresh_session(seed=0):
     """A fresh Keras session and every RNG seeded: each round starts alike."""
     keras.backend.clear_session()
     gc.collect()
@@ -30,7 +30,7 @@ def interleaved(variants, repeats, reset=True, after=None):
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else names[::-1]:
             if reset:
-                reset()
+                fresh_session()
             gc.collect()
             wall, cpu = time.perf_counter(), time.process_time()
             variants[name]()
