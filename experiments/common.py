@@ -1,40 +1,26 @@
-"""Library side of the experiment scripts: data sets, methods, one training run.
+"""What every experiment shares: data sets, settings, the model, the split.
 
-`train.py` and `compare.py` are thin absl programs over `load_task` and
-`run_method`; tests call these functions directly with tiny settings.
-
-Every method trains on the same trained part of the training split; the held-out
-set `V` (a stratified or, for AV-Digits, speaker-grouped split of the training
-data) is used only for G-Blend's estimates and by early stopping. The test split
-is used once, for the reported accuracies.
+The methods themselves are in `experiments.methods`; `train.py`, `compare.py`
+and `sensitivity.py` are thin absl programs over both. Every method trains on
+the same trained part of the training split; the held-out set `V` (a stratified
+or, for AV-Digits, speaker-grouped split of the training data) is used only for
+G-Blend's estimates and by early stopping. The test split is used once, for the
+reported accuracies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
+import sys
 
 import keras
 import numpy as np
+from absl import app, flags
 
-from keras_gblend import GBlendCallback, build_gblend_model, data, encoders
-from keras_gblend.estimation import estimate_offline, head_submodel
-from keras_gblend.models import FUSED
+from keras_gblend import build_gblend_model, data, encoders
 
 DATASETS = ("synthetic", "av_digits")
-METHODS = (
-    "unimodal",
-    "naive",
-    "dropout",
-    "early_stopping",
-    "pretrain",
-    "uniform",
-    "gblend_offline",
-    "gblend_online",
-    "gblend_exact",
-    "gblend_dropout",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,41 +164,23 @@ def build_model(task, config, weights=None, dropout=0.0):
     return model
 
 
-def _naive_weights(model):
-    return {h: float(h == FUSED) for h in model.head_names}
-
-
-def _accuracies(model, test, batch_size):
-    x, y = test
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    accs = {h: float(np.mean(np.argmax(p, -1) == y)) for h, p in probs.items()}
-    ensemble = np.mean([probs[h] for h in model.head_names], axis=0)
-    return accs, float(np.mean(np.argmax(ensemble, -1) == y))
-
-
-def _train_unimodal(model, modality, train, config, epochs, verbose):
-    sub = head_submodel(model, modality)
-    sub.compile(
-        optimizer=_optimizer(config),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    x, y = train
-    sub.fit(
-        {modality: x[modality]},
-        y,
-        epochs=epochs,
-        batch_size=config.batch_size,
-        verbose=verbose,
-    )
-    return sub
-
-
 def parse_overrides(items):
     """Parses `name=value` strings into `Config` field overrides.
 
+    Args:
+        items: Strings `name=value`, `name` a `Config` field (see `config_help`).
+
+    Returns:
+        A dict from field name to the value, converted to the field's type.
+
     Raises:
-        ValueError: If a name is not a `Config` field or the value is missing.
+        ValueError: If a name is not a `Config` field, the value is missing, or
+            it does not convert to the field's type.
+
+    Example:
+
+    >>> parse_overrides(["epochs=5", "min_weight=0.1"])
+    {'epochs': 5, 'min_weight': 0.1}
     """
     fields = {f.name: f.type for f in dataclasses.fields(Config)}
     overrides = {}
@@ -220,19 +188,94 @@ def parse_overrides(items):
         name, _, value = item.partition("=")
         if name not in fields or not value:
             raise ValueError(
-                f"`--config` items must be name=value with name in {sorted(fields)}. "
-                f"Received {item!r}."
+                f"`--config` items must be name=value with name one of: "
+                f"{config_help()}. Received {item!r}."
             )
-        kind = fields[name]
-        overrides[name] = (
-            float(value)
-            if kind == "float"
-            else (value if kind == "str" else int(value))
-        )
+        convert = {"float": float, "int": int}.get(fields[name], str)
+        try:
+            overrides[name] = convert(value)
+        except ValueError:
+            raise ValueError(
+                f"`--config` item {name!r} must be a {fields[name]}. "
+                f"Received {value!r}."
+            ) from None
     return overrides
 
 
-def _scope(strategy):
+def config_help():
+    """The `Config` fields as `name (type, default)`, for flag help and errors.
+
+    Example:
+
+    >>> config_help()[:39]
+    'epochs (int, 30), batch_size (int, 64),'
+    """
+    return ", ".join(
+        f"{f.name} ({f.type}, {f.default})" for f in dataclasses.fields(Config)
+    )
+
+
+def make_config(overrides=(), **settings):
+    """A `Config` from keyword settings, then `name=value` overrides (which win).
+
+    Args:
+        overrides: `--config` items, as `parse_overrides` reads them.
+        **settings: `Config` fields.
+
+    Returns:
+        A `Config`.
+
+    Raises:
+        absl.app.UsageError: If an override is invalid (the command-line
+            programs print its message and their usage, no traceback).
+
+    Example:
+
+    >>> make_config(["epochs=3"], epochs=10, sep_b=1.0).epochs
+    3
+    """
+    try:
+        settings.update(parse_overrides(overrides))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    return dataclasses.replace(Config(), **settings)
+
+
+def define_shared_flags():
+    """Defines the flags every program shares: `--config`, `--strategy`,
+    `--deterministic`."""
+    flags.DEFINE_list(
+        "config",
+        [],
+        "Config overrides name=value,... (e.g. super_epoch=5,sep_b=2.5; they win "
+        f"over the other flags); names (type, default): {config_help()}.",
+    )
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        ["default", "mirrored", "multi_worker"],
+        "tf.distribute strategy (docs/robustness.md, 'Several GPUs').",
+    )
+    flags.DEFINE_bool(
+        "deterministic",
+        True,
+        "Deterministic TensorFlow ops: the same seed gives the same numbers.",
+    )
+
+
+def enable_determinism():
+    """Makes TensorFlow's ops deterministic: the same seed gives the same table.
+
+    Without it a seed's accuracy moves by up to about a point between runs on a
+    multi-core CPU (thread scheduling changes the order of float sums).
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
+def strategy_scope(strategy):
+    """The scope of the named `tf.distribute` strategy (`"default"`: none)."""
     if strategy == "default":
         return contextlib.nullcontext()
     from keras_gblend import distribute
@@ -240,142 +283,16 @@ def _scope(strategy):
     return distribute.get_strategy(strategy).scope()
 
 
-def run_method(method, task, config=Config(), seed=0, verbose=0, strategy="default"):
-    """Trains one method on `task` and returns its result rows.
+def run_program(main):
+    """`absl.app.run(main)`, except for `--help`: the program's own flags and the
+    shared ones (`define_shared_flags`), then exit status 0.
 
-    Args:
-        method: One of `METHODS`.
-        task: A `Task`.
-        config: A `Config`.
-        seed: Seed of the split, the initialisation and the data order.
-        verbose: Keras verbosity of `fit`.
-        strategy: `"default"`, `"mirrored"` or `"multi_worker"`: the
-            `tf.distribute` strategy whose scope the model is built in.
-
-    Returns:
-        A list of dicts (one per modality for `"unimodal"`, else one) with
-        `method`, `seed`, `accuracy` (the model's output head: fused, or the
-        modality for uni-modal models), `head_accuracy`, `ensemble_accuracy`,
-        `weights` (final blend weights), `weight_history` and `seconds`.
-
-    Raises:
-        ValueError: If `method` is unknown.
+    absl ends `--help` with status 1, which reads as a failure to a user or a
+    script checking the status, and lists only the main module's flags.
     """
-    if method not in METHODS:
-        raise ValueError(
-            f"`method` must be one of {list(METHODS)}. Received {method!r}."
-        )
-    # Every model, copy and optimizer of the run is created in the strategy's scope.
-    with _scope(strategy):
-        return _run_method(method, task, config, seed, verbose)
-
-
-def _run_method(method, task, config, seed, verbose):
-    if method not in METHODS:
-        raise ValueError(
-            f"`method` must be one of {list(METHODS)}. Received {method!r}."
-        )
-    keras.utils.set_random_seed(seed)
-    train, subset, heldout = split(task, config, seed)
-    start = time.perf_counter()
-    row = dict(method=method, seed=seed, weight_history=[])
-
-    if method == "unimodal":
-        model = build_model(task, config)
-        rows = []
-        for modality in model.modalities:
-            sub = _train_unimodal(
-                model, modality, train, config, config.epochs, verbose
-            )
-            x, y = task.test
-            probs = sub.predict({modality: x[modality]}, verbose=0)
-            acc = float(np.mean(np.argmax(probs, -1) == y))
-            rows.append(
-                dict(
-                    row,
-                    method=f"unimodal_{modality}",
-                    accuracy=acc,
-                    head_accuracy={modality: acc},
-                    ensemble_accuracy=None,
-                    weights=None,
-                    seconds=time.perf_counter() - start,
-                )
-            )
-        return rows
-
-    callbacks = []
-    fit_kwargs = {}
-    dropout = config.dropout if method in ("dropout", "gblend_dropout") else 0.0
-    model = build_model(task, config, dropout=dropout)
-    if method in ("naive", "dropout", "early_stopping", "pretrain"):
-        model.set_blend_weights(_naive_weights(model))
-    if method == "early_stopping":
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_fused_loss",
-                mode="min",
-                patience=config.patience,
-                restore_best_weights=True,
-            )
-        )
-        fit_kwargs["validation_data"] = heldout
-    elif method == "pretrain":
-        for modality in model.modalities:
-            _train_unimodal(model, modality, train, config, config.epochs // 2, verbose)
-    elif method == "gblend_offline":
-        estimate = estimate_offline(
-            model,
-            train,
-            subset,
-            heldout,
-            epochs=config.offline_epochs,
-            batch_size=config.batch_size,
-            min_weight=config.min_weight,
-        )
-        model.set_blend_weights(estimate.weights)
-        row["weight_history"] = [
-            {
-                "epoch": 0,
-                **{
-                    f"weight_{h}": float(w)
-                    for h, w in zip(model.head_names, estimate.weights)
-                },
-            }
-        ]
-    elif method in ("gblend_online", "gblend_exact", "gblend_dropout"):
-        exact = method == "gblend_exact"
-        callbacks.append(
-            GBlendCallback(
-                subset,
-                heldout,
-                warmup_epochs=config.warmup_epochs,
-                super_epoch=config.super_epoch,
-                min_weight=config.min_weight,
-                smoothing=config.smoothing,
-                mode="exact" if exact else "in_situ",
-                train_data=train if exact else None,
-                exact_epochs=config.exact_epochs,
-                verbose=verbose,
-            )
-        )
-    x, y = train
-    model.fit(
-        x,
-        y,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-        **fit_kwargs,
-    )
-    if callbacks and isinstance(callbacks[0], GBlendCallback):
-        row["weight_history"] = callbacks[0].estimates
-    head_accuracy, ensemble = _accuracies(model, task.test, config.batch_size)
-    row.update(
-        accuracy=head_accuracy[FUSED],
-        head_accuracy=head_accuracy,
-        ensemble_accuracy=ensemble,
-        weights=model.get_blend_weights(),
-        seconds=time.perf_counter() - start,
-    )
-    return [row]
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
+        doc = (sys.modules["__main__"].__doc__ or "").strip()
+        print(f"{doc}\n\nflags:\n\n{flags.FLAGS.main_module_help()}")
+        print(flags.FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
+    app.run(main)

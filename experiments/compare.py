@@ -5,11 +5,14 @@ Usage:
     python -m experiments.compare --preset=demo --output_dir=runs/demo   # make demo
     python -m experiments.compare --preset=full --output_dir=runs/full   # RESULTS.md
 
-`demo` runs every method on AV-Digits with one seed (about 2.5 minutes on a
-2-core CPU); `full` runs every method over 5 seeds (about 15 minutes); `smoke`
+`demo` runs every method on AV-Digits with one seed (about 3 minutes on an
+idle 2-core CPU); `full` runs every method over 5 seeds (about 15 minutes); `smoke`
 is a seconds-long setting for tests. Flags given explicitly override the preset.
-Writes `results.json`, `results.md` (the table) and `weights.png` (blend weights
-over training) to `--output_dir`, and prints the table.
+Writes `results.json`, `results.md` (the table), `weights.png` (blend weights
+over training) and one G-Blend state file per G-Blend run,
+`states/<method>_seed<seed>.json` (plot one with `tools/plot_blend.py`), to
+`--output_dir`, and prints the table. TensorFlow's ops are deterministic unless
+`--nodeterministic`: the same seeds print the same table.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import warnings
 import numpy as np
 from absl import app, flags
 
-from experiments import common
-from keras_gblend import GBlendWarning, io_utils
+from experiments import common, methods
+from keras_gblend import GBlendWarning, io_utils, plot
+from keras_gblend.history import BlendHistory, read_history
 
 PRESETS = {
     "smoke": dict(
@@ -35,21 +39,24 @@ PRESETS = {
         seeds=1,
         config=dict(epochs=1, offline_epochs=1, warmup_epochs=0, super_epoch=1),
     ),
-    "demo": dict(dataset="av_digits", methods=list(common.METHODS), seeds=1, config={}),
-    "full": dict(dataset="av_digits", methods=list(common.METHODS), seeds=5, config={}),
+    "demo": dict(
+        dataset="av_digits", methods=list(methods.METHODS), seeds=1, config={}
+    ),
+    "full": dict(
+        dataset="av_digits", methods=list(methods.METHODS), seeds=5, config={}
+    ),
 }
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "demo", list(PRESETS), "Setting to start from.")
 flags.DEFINE_enum("dataset", None, common.DATASETS, "Data set (overrides preset).")
-flags.DEFINE_list("methods", None, "Methods to compare (overrides preset).")
+flags.DEFINE_list(
+    "methods", None, f"Methods to compare (overrides preset): {list(methods.METHODS)}."
+)
 flags.DEFINE_integer("seeds", None, "Number of seeds 0..n-1 (overrides preset).")
 flags.DEFINE_integer("epochs", None, "Training epochs (overrides preset).")
-flags.DEFINE_list(
-    "config", [], "Extra Config overrides as name=value, e.g. super_epoch=5,sep_b=2.5."
-)
 flags.DEFINE_string("output_dir", "runs/compare", "Where results are written.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "")
+common.define_shared_flags()
 
 
 def summarise(rows):
@@ -78,22 +85,33 @@ def summarise(rows):
     return summary
 
 
+def _spread(mean, std, count):
+    """`mean ± std` over several seeds; the value alone for one seed."""
+    return f"{mean:.1f} ± {std:.1f}" if count > 1 else f"{mean:.1f}"
+
+
 def markdown_table(summary):
-    """The comparison as a markdown table (accuracies in %)."""
+    """The comparison as a markdown table (accuracies in %).
+
+    With one seed, values are printed without a spread (a std of one value
+    would read as a measured 0).
+    """
     lines = [
         "| method | fused (or only) head, test acc. % | ensemble of heads % "
         "| per seed | final blend weights | s / run |",
         "|---|---|---|---|---|---|",
     ]
     for method, s in summary.items():
+        count = len(s["accuracy_per_seed"])
         ens = (
-            f"{s['ensemble_mean']:.1f} ± {s['ensemble_std']:.1f}"
+            _spread(s["ensemble_mean"], s["ensemble_std"], count)
             if s["ensemble_mean"]
             else "–"
         )
         weights = (
             ", ".join(
-                f"{h} {s['weights_mean'][h]:.2f}±{s['weights_std'][h]:.2f}"
+                f"{h} {s['weights_mean'][h]:.2f}"
+                + (f"±{s['weights_std'][h]:.2f}" if count > 1 else "")
                 for h in s["weights_mean"]
             )
             if "weights_mean" in s
@@ -101,52 +119,40 @@ def markdown_table(summary):
         )
         seeds = " ".join(f"{a:.1f}" for a in s["accuracy_per_seed"])
         lines.append(
-            f"| {method} | {s['accuracy_mean']:.1f} ± {s['accuracy_std']:.1f} | {ens} "
-            f"| {seeds} | {weights} | {s['seconds_mean']:.0f} |"
+            f"| {method} | {_spread(s['accuracy_mean'], s['accuracy_std'], count)} "
+            f"| {ens} | {seeds} | {weights} | {s['seconds_mean']:.0f} |"
         )
     return "\n".join(lines)
 
 
-def plot_weights(rows, path, num_epochs=None):
-    """Draws blend weights over training for every G-Blend run; returns the path.
+def weight_histories(rows):
+    """Blend weights over training of every G-Blend row, for `plot_weight_runs`.
 
-    Offline weights are fixed for the whole run: drawn as flat lines up to `num_epochs`.
+    Online runs: read from their state file; runs with fixed weights (offline):
+    their weights, from epoch 0.
+
+    Returns:
+        A dict from method to a list of `BlendHistory`s, in row order.
     """
-    import matplotlib
+    runs = {}
+    for row in rows:
+        if not row["method"].startswith("gblend") or not row["weights"]:
+            continue
+        if row.get("state_path"):
+            history = read_history(row["state_path"])
+        else:
+            heads = tuple(row["weights"])
+            weights = np.array([[row["weights"][h] for h in heads]])
+            history = BlendHistory(
+                heads, {"weight": np.array([0])}, {"weight": weights}
+            )
+        runs.setdefault(row["method"], []).append(history)
+    return runs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    runs = [r for r in rows if r["weight_history"] and r["method"].startswith("gblend")]
-    if not runs:
-        return None
-    methods = sorted({r["method"] for r in runs})
-    fig, axes = plt.subplots(
-        1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False
-    )
-    for ax, method in zip(axes[0], methods):
-        for run in (r for r in runs if r["method"] == method):
-            history = run["weight_history"]
-            if len(history) == 1 and num_epochs:
-                history = [history[0], dict(history[0], epoch=num_epochs)]
-            heads = [k[len("weight_") :] for k in history[0] if k.startswith("weight_")]
-            epochs = [h["epoch"] for h in history]
-            for i, head in enumerate(heads):
-                ax.plot(
-                    epochs,
-                    [h[f"weight_{head}"] for h in history],
-                    marker="o",
-                    color=f"C{i}",
-                    alpha=0.7,
-                    label=head if run["seed"] == 0 else None,
-                )
-        ax.set(title=method, xlabel="epoch", ylabel="blend weight", ylim=(-0.02, 1.02))
-        ax.legend()
-    fig.suptitle("G-Blend weights over training (one line per seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+def state_path(output_dir, method, seed):
+    """Where a G-Blend run of the comparison writes its state file."""
+    return os.path.join(output_dir, "states", f"{method}_seed{seed}.json")
 
 
 def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
@@ -170,6 +176,7 @@ def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
             f"--strategy={strategy}",
             f"--config={','.join(overrides)}",
             f"--output_dir={run_dir}",
+            f"--state_path={state_path(output_dir, method, seed)}",
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -179,15 +186,27 @@ def _run_in_subprocess(method, dataset, config, seed, output_dir, strategy):
         return json.load(handle)["rows"]
 
 
-def run_comparison(dataset, methods, seeds, config, output_dir, strategy="default"):
-    """Runs every method for every seed; writes results; returns (summary, rows)."""
+def run_comparison(
+    dataset, method_names, seeds, config, output_dir, strategy="default"
+):
+    """Runs every method for every seed; writes results.
+
+    Returns:
+        `(summary, rows, table)`.
+    """
     rows = []
     start = time.perf_counter()
     for seed in range(seeds):
         task = common.load_task(dataset, config, seed=seed)
-        for method in methods:
+        for method in method_names:
             if strategy == "default":
-                new_rows = common.run_method(method, task, config, seed=seed)
+                new_rows = methods.run_method(
+                    method,
+                    task,
+                    config,
+                    seed=seed,
+                    state_path=state_path(output_dir, method, seed),
+                )
             else:
                 new_rows = _run_in_subprocess(
                     method, dataset, config, seed, output_dir, strategy
@@ -218,38 +237,41 @@ def run_comparison(dataset, methods, seeds, config, output_dir, strategy="defaul
         f"{dataset}, {seeds} seed(s), {config.epochs} epochs, {elapsed:.0f} s\n\n"
         f"{table}\n",
     )
-    plot_weights(rows, os.path.join(output_dir, "weights.png"), config.epochs)
+    plot.plot_weight_runs(
+        weight_histories(rows), os.path.join(output_dir, "weights.png"), config.epochs
+    )
     return summary, rows, table
 
 
 def main(argv):
     del argv
-    # The weight history in results.json records every estimate; the per-estimate
-    # GBlendWarnings would only bury the progress lines here.
+    # The state files record every estimate; the per-estimate GBlendWarnings
+    # would only bury the progress lines here.
     warnings.filterwarnings("ignore", category=GBlendWarning)
+    if FLAGS.deterministic:
+        common.enable_determinism()
     preset = PRESETS[FLAGS.preset]
-    overrides = dict(preset["config"])
+    settings = dict(preset["config"])
     if FLAGS.epochs is not None:
-        overrides["epochs"] = FLAGS.epochs
-    overrides.update(common.parse_overrides(FLAGS.config))
-    config = dataclasses.replace(common.Config(), **overrides)
-    methods = FLAGS.methods or preset["methods"]
-    unknown = sorted(set(methods) - set(common.METHODS))
+        settings["epochs"] = FLAGS.epochs
+    config = common.make_config(FLAGS.config, **settings)
+    chosen = FLAGS.methods or preset["methods"]
+    unknown = sorted(set(chosen) - set(methods.METHODS))
     if unknown:
         raise app.UsageError(
-            f"Unknown --methods {unknown}; choose from {common.METHODS}."
+            f"--methods: unknown {unknown}; choose from {list(methods.METHODS)}."
         )
     dataset = FLAGS.dataset or preset["dataset"]
     seeds = FLAGS.seeds or preset["seeds"]
-    print(f"Comparing {methods} on {dataset}, {seeds} seed(s), {config.epochs} epochs")
+    print(f"Comparing {chosen} on {dataset}, {seeds} seed(s), {config.epochs} epochs")
     _, _, table = run_comparison(
-        dataset, methods, seeds, config, FLAGS.output_dir, FLAGS.strategy
+        dataset, chosen, seeds, config, FLAGS.output_dir, FLAGS.strategy
     )
     print()
     print(table)
-    print(f"\nWrote {FLAGS.output_dir}/results.md, results.json, weights.png")
-    print(json.dumps({"output_dir": FLAGS.output_dir}))
+    out = FLAGS.output_dir
+    print(f"\nWrote {out}/results.md, results.json, weights.png and {out}/states/")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_program(main)

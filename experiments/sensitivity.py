@@ -20,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments import common
+from experiments import common, methods
 from keras_gblend import io_utils
 
 GRID = {
@@ -33,11 +33,14 @@ GRID = {
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "av_digits", common.DATASETS, "Data set.")
-flags.DEFINE_enum("method", "gblend_online", common.METHODS, "G-Blend method to study.")
+flags.DEFINE_enum(
+    "method", "gblend_online", list(methods.METHODS), "G-Blend method to study."
+)
 flags.DEFINE_integer("seeds", 2, "Seeds 0..n-1.")
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_list("params", list(GRID), "Which settings to vary.")
 flags.DEFINE_string("output_dir", "runs/sensitivity", "Where results are written.")
+flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
 
 
 def sweep(dataset, method, seeds, base, params, output_dir):
@@ -50,7 +53,7 @@ def sweep(dataset, method, seeds, base, params, output_dir):
             config = dataclasses.replace(base, **{param: value})
             acc = []
             for seed, task in tasks.items():
-                (row,) = common.run_method(method, task, config, seed=seed)
+                (row,) = methods.run_method(method, task, config, seed=seed)
                 acc.append(100 * row["accuracy"])
             results.append(
                 dict(
@@ -93,6 +96,8 @@ def main(argv):
     unknown = sorted(set(FLAGS.params) - set(GRID))
     if unknown:
         raise app.UsageError(f"Unknown --params {unknown}; choose from {list(GRID)}.")
+    if FLAGS.deterministic:
+        common.enable_determinism()
     base = dataclasses.replace(common.Config(), epochs=FLAGS.epochs)
     sweep(
         FLAGS.dataset, FLAGS.method, FLAGS.seeds, base, FLAGS.params, FLAGS.output_dir
@@ -102,4 +107,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_program(main)

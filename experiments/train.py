@@ -2,13 +2,15 @@ r"""Trains one method on one data set and reports per-head test accuracy.
 
 Usage (about 30 s on a 2-core CPU):
 
-    python -m experiments.train --method=gblend_online --dataset=av_digits \
-        --epochs=30 --seed=0 --output_dir=runs/train
+    .venv/bin/python -m experiments.train --method=gblend_online \
+        --dataset=av_digits --epochs=30 --seed=0 --output_dir=runs/train
 
 prints one JSON line per trained model (the fused head's accuracy, every head's
 accuracy, the ensemble of heads, the final blend weights) and writes the same to
-`<output_dir>/<dataset>_<method>_seed<seed>.json`. `--method=unimodal` trains one
-model per modality.
+`<output_dir>/<dataset>_<method>_seed<seed>.json`. G-Blend methods also write
+their state file, by default `<output_dir>/<dataset>_<method>_seed<seed>.state.json`
+(`--state_path`), which `tools/plot_blend.py --history=...` plots.
+`--method=unimodal` trains one model per modality.
 """
 
 from __future__ import annotations
@@ -17,37 +19,56 @@ import dataclasses
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
-from experiments import common
+from experiments import common, methods
 from keras_gblend import io_utils
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "gblend_online", common.METHODS, "Training method.")
+flags.DEFINE_enum("method", "gblend_online", list(methods.METHODS), "Method.")
 flags.DEFINE_enum("dataset", "av_digits", common.DATASETS, "Built-in data set.")
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_integer("seed", 0, "Seed of the split, initialisation and data order.")
 flags.DEFINE_string("output_dir", "runs/train", "Where the JSON result is written.")
+flags.DEFINE_string(
+    "state_path",
+    None,
+    "G-Blend state file to write (default: <output_dir>/<dataset>_<method>_"
+    "seed<seed>.state.json).",
+)
 flags.DEFINE_float("learning_rate", common.Config.learning_rate, "SGD learning rate.")
 flags.DEFINE_float("sep_b", common.Config.sep_b, "Synthetic data: modality b's knob.")
-flags.DEFINE_list(
-    "config", [], "Extra Config overrides as name=value, e.g. super_epoch=5,sep_b=2.5."
-)
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker"],
-    "tf.distribute strategy (see README, 'Several GPUs').",
-)
+common.define_shared_flags()
 
 
-def run(method, dataset, config, seed, output_dir, strategy="default"):
-    """Trains `method` and writes its result rows; returns them."""
+def run(method, dataset, config, seed, output_dir, strategy="default", state_path=None):
+    """Trains `method` and writes its result rows; returns `(rows, path)`.
+
+    Args:
+        method: A key of `methods.METHODS`.
+        dataset: One of `common.DATASETS`.
+        config: A `common.Config`.
+        seed: Seed of the split, the initialisation and the data order.
+        output_dir: Folder of the result JSON.
+        strategy: `tf.distribute` strategy name.
+        state_path: Where a G-Blend method's state file goes; None: next to the
+            result, `<dataset>_<method>_seed<seed>.state.json`.
+
+    Returns:
+        The rows of `methods.run_method` and the path of the result JSON.
+    """
     task = common.load_task(dataset, config, seed=seed)
-    rows = common.run_method(
-        method, task, config, seed=seed, verbose=2, strategy=strategy
+    stem = os.path.join(output_dir, f"{dataset}_{method}_seed{seed}")
+    rows = methods.run_method(
+        method,
+        task,
+        config,
+        seed=seed,
+        verbose=2,
+        strategy=strategy,
+        state_path=state_path or f"{stem}.state.json",
     )
-    path = os.path.join(output_dir, f"{dataset}_{method}_seed{seed}.json")
+    path = f"{stem}.json"
     io_utils.atomic_write_json(
         path, {"dataset": dataset, "config": dataclasses.asdict(config), "rows": rows}
     )
@@ -56,11 +77,14 @@ def run(method, dataset, config, seed, output_dir, strategy="default"):
 
 def main(argv):
     del argv
-    settings = dict(
-        epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate, sep_b=FLAGS.sep_b
+    if FLAGS.deterministic:
+        common.enable_determinism()
+    config = common.make_config(
+        FLAGS.config,
+        epochs=FLAGS.epochs,
+        learning_rate=FLAGS.learning_rate,
+        sep_b=FLAGS.sep_b,
     )
-    settings.update(common.parse_overrides(FLAGS.config))  # --config wins
-    config = dataclasses.replace(common.Config(), **settings)
     rows, path = run(
         FLAGS.method,
         FLAGS.dataset,
@@ -68,14 +92,15 @@ def main(argv):
         FLAGS.seed,
         FLAGS.output_dir,
         FLAGS.strategy,
+        FLAGS.state_path,
     )
     for row in rows:
-        summary = {k: row[k] for k in ("method", "seed", "accuracy", "head_accuracy")}
-        summary["ensemble_accuracy"] = row["ensemble_accuracy"]
-        summary["weights"] = row["weights"]
-        print(json.dumps(summary))
+        keys = ("method", "seed", "accuracy", "head_accuracy", "ensemble_accuracy")
+        print(json.dumps({k: row[k] for k in keys + ("weights",)}))
+        if row["state_path"]:
+            print(f"Wrote {row['state_path']} (plot it: tools/plot_blend.py)")
     print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_program(main)

@@ -1,36 +1,107 @@
-"""Smoke tests of the experiment scripts on tiny settings."""
+"""The experiments: the method table, its runner, and the command-line programs."""
 
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from experiments import common, compare
-from keras_gblend import GBlendModel
+from experiments import common, compare, methods
+from keras_gblend import GBlendModel, data
+from keras_gblend.history import read_history
+from tests.conftest import REPO_ROOT
 
 TINY = common.Config(
     epochs=2, offline_epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64
 )
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def _tiny_task():
-    from keras_gblend import data
-
     ds = data.make_synthetic(num_train=120, num_test=40, dim_b=32, seed=0)
     return common.Task("synthetic", ds.train, ds.test, None, ds.num_classes)
 
 
+def _run(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+EXPECTED_WEIGHTS = {
+    "naive": {"a": 0.0, "b": 0.0, "fused": 1.0},
+    "dropout": {"a": 0.0, "b": 0.0, "fused": 1.0},
+    "early_stopping": {"a": 0.0, "b": 0.0, "fused": 1.0},
+    "pretrain": {"a": 0.0, "b": 0.0, "fused": 1.0},
+    "uniform": {"a": 1 / 3, "b": 1 / 3, "fused": 1 / 3},
+}
+
+
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-@pytest.mark.parametrize("method", common.METHODS)
-def test_every_method_runs(method):
-    rows = common.run_method(method, _tiny_task(), TINY, seed=0)
-    assert rows
-    for row in rows:
-        assert 0.0 <= row["accuracy"] <= 1.0
-        if row["weights"]:
-            assert sum(row["weights"].values()) == pytest.approx(1.0)
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_every_method_trains_with_its_own_weights(method, tmp_path):
+    state_path = str(tmp_path / "state.json")
+    rows = methods.run_method(method, _tiny_task(), TINY, state_path=state_path)
+    if method == "unimodal":
+        assert [r["method"] for r in rows] == ["unimodal_a", "unimodal_b"]
+        for row, head in zip(rows, "ab"):
+            assert row["head_accuracy"] == {head: row["accuracy"]}
+            assert row["weights"] is None and row["ensemble_accuracy"] is None
+        return
+    (row,) = rows
+    assert row["method"] == method and row["accuracy"] == row["head_accuracy"]["fused"]
+    if method in EXPECTED_WEIGHTS:
+        assert row["weights"] == pytest.approx(EXPECTED_WEIGHTS[method])
+    if method in ("gblend_online", "gblend_exact", "gblend_dropout"):
+        # The state file the plot command reads ends with the model's weights.
+        history = read_history(row["state_path"])
+        final = {h: history.series("weight", h)[1][-1] for h in history.head_names}
+        assert final == pytest.approx(row["weights"])
+    else:
+        assert row["state_path"] is None and not os.path.exists(state_path)
+    if method == "gblend_offline":  # Estimated, not the initial uniform weights.
+        assert row["weights"] != pytest.approx(EXPECTED_WEIGHTS["uniform"])
+
+
+def test_evaluation_matches_the_models_own_predictions(monkeypatch):
+    """A new method and a new result field plug in with one table entry each."""
+    trained = []
+
+    def untrained(ctx):
+        model = common.build_model(ctx.task, ctx.config)
+        trained.append(model)
+        return methods.Outcome(model, extra={"note": "untrained"})
+
+    monkeypatch.setitem(methods.METHODS, "untrained", untrained)
+    monkeypatch.setitem(
+        methods.EVALUATIONS, "heads", lambda model, ctx: list(model.head_names)
+    )
+    task = _tiny_task()
+    (row,) = methods.run_method("untrained", task, TINY, seed=3)
+    x, y = task.test
+    probs = trained[0].predict(x, verbose=0)
+    expected = {h: float(np.mean(np.argmax(p, -1) == y)) for h, p in probs.items()}
+    ensemble = np.argmax(sum(probs.values()) / 3, -1)
+    assert row["head_accuracy"] == pytest.approx(expected)
+    assert row["accuracy"] == pytest.approx(expected["fused"])
+    assert row["ensemble_accuracy"] == pytest.approx(np.mean(ensemble == y))
+    assert row["heads"] == ["a", "b", "fused"] and row["note"] == "untrained"
+    assert row["method"] == "untrained" and row["seed"] == 3
+
+
+def test_stale_state_file_is_replaced_not_resumed(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text('{"not": "a state"}')
+    ctx = methods.make_context(_tiny_task(), TINY, state_path=str(path))
+    assert ctx.fresh_state_path() == str(path) and not path.exists()
 
 
 def test_heldout_set_is_never_trained_on(monkeypatch):
@@ -43,9 +114,7 @@ def test_heldout_set_is_never_trained_on(monkeypatch):
         return fit(self, x, y, **kwargs)
 
     monkeypatch.setattr(GBlendModel, "fit", spy)
-    common.run_method("gblend_online", task, TINY, seed=0)
-    from keras_gblend import data
-
+    methods.run_method("gblend_online", task, TINY, seed=0)
     _, (heldout_x, _) = data.holdout_split(
         task.train, heldout_fraction=TINY.heldout_fraction, seed=0
     )
@@ -53,7 +122,37 @@ def test_heldout_set_is_never_trained_on(monkeypatch):
     assert trained and not trained & {row.tobytes() for row in heldout_x["a"]}
 
 
-def test_compare_smoke_writes_table_and_plot(tmp_path):
+def test_table_prints_no_spread_for_one_seed():
+    rows = [
+        dict(method="m", seed=s, accuracy=a, ensemble_accuracy=0.5, weights=None)
+        | {"seconds": 1.0}
+        for s, a in ((0, 0.9), (1, 0.8))
+    ]
+    one = compare.markdown_table(compare.summarise(rows[:1]))
+    two = compare.markdown_table(compare.summarise(rows))
+    assert "| m | 90.0 | 50.0 | 90.0 |" in one and "±" not in one
+    assert "| m | 85.0 ± 5.0 | 50.0 ± 0.0 | 90.0 80.0 |" in two
+
+
+def test_config_overrides_name_the_valid_fields_and_types():
+    assert common.parse_overrides(["epochs=4", "encoders=a:mlp"]) == {
+        "epochs": 4,
+        "encoders": "a:mlp",
+    }
+    with pytest.raises(ValueError, match=r"min_weight \(float, 0.05\).*'nope=1'"):
+        common.parse_overrides(["nope=1"])
+    with pytest.raises(ValueError, match="'epochs' must be a int. Received 'x'"):
+        common.parse_overrides(["epochs=x"])
+
+
+def test_unknown_dataset_and_method():
+    with pytest.raises(ValueError, match="`dataset` must be one of"):
+        common.load_task("imagenet")
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        methods.run_method("magic", _tiny_task(), TINY)
+
+
+def test_compare_writes_table_plot_and_state_files(tmp_path):
     config = dataclasses.replace(TINY, epochs=1)
     summary, rows, table = compare.run_comparison(
         "synthetic", ["unimodal", "naive", "gblend_online"], 1, config, str(tmp_path)
@@ -63,40 +162,51 @@ def test_compare_smoke_writes_table_and_plot(tmp_path):
     with open(os.path.join(tmp_path, "results.json")) as handle:
         assert json.load(handle)["summary"].keys() == summary.keys()
     assert os.path.getsize(os.path.join(tmp_path, "weights.png")) > 1000
+    state = compare.state_path(str(tmp_path), "gblend_online", 0)
+    assert read_history(state).head_names == ("a", "b", "fused")
 
 
-def test_unknown_dataset_and_method():
-    with pytest.raises(ValueError, match="`dataset` must be one of"):
-        common.load_task("imagenet")
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        common.run_method("magic", _tiny_task(), TINY)
-
-
-def test_compare_command_line_smoke(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO_ROOT
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.compare",
-            "--preset=smoke",
-            "--dataset=av_digits",
-            "--methods=naive,gblend_online",
-            "--config=subset_size=200",
-            f"--output_dir={tmp_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
+def test_train_help_exits_zero_and_lists_config_fields():
+    result = _run("-m", "experiments.train", "--help", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "min_weight (float, 0.05)" in result.stdout
+    assert "--state_path" in result.stdout
+
+
+def test_bad_config_is_a_usage_error_without_traceback():
+    result = _run("-m", "experiments.train", "--config=nope=1", timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "name one of: epochs (int, 30)" in result.stderr
+
+
+@pytest.mark.slow
+def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
+    args = ["-m", "experiments.compare", "--preset=smoke", "--dataset=av_digits"]
+    args += ["--methods=naive,gblend_online", "--config=subset_size=200"]
+    results = []
+    for run in ("first", "second"):
+        result = _run(*args, f"--output_dir={tmp_path / run}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        with open(tmp_path / run / "results.json") as handle:
+            results.append(json.load(handle))
     assert "| gblend_online |" in result.stdout
-    with open(os.path.join(tmp_path, "results.json")) as handle:
-        results = json.load(handle)
-    assert results["dataset"] == "av_digits" and results["config"]["epochs"] == 1
+    assert '{"output_dir"' not in result.stdout  # No stray machine line.
+    assert "oneDNN" not in result.stderr and "E0000" not in result.stderr
+    assert results[0]["dataset"] == "av_digits" and results[0]["config"]["epochs"] == 1
+    # Deterministic ops: the same seed gives the same numbers, run after run.
+    first, second = ([r["head_accuracy"] for r in x["rows"]] for x in results)
+    assert first == second
+
+
+@pytest.mark.parametrize("name", ["results.json", "missing.json"])
+def test_plot_command_explains_what_history_it_needs(name, tmp_path):
+    (tmp_path / "results.json").write_text('{"dataset": "av_digits", "rows": []}')
+    result = _run(
+        "tools/plot_blend.py",
+        f"--history={tmp_path / name}",
+        f"--output_dir={tmp_path}",
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "runs/demo/states/" in result.stderr

@@ -4,8 +4,9 @@ Every comparison runs its variants in the same process, interleaved (the order
 flips every round) and repeated; it reports each round's ratio and their median
 and range, so load from other processes on the machine hits both sides alike.
 Data: the AV-Digits training split (`keras_gblend.data.av_digits`, 2000 clips:
-MNIST image + FSDD log-mel audio) with `experiments.common.make_branches` (small
-CNN encoders) and `experiments.common.Config()` defaults.
+MNIST image + FSDD log-mel audio) with `experiments.common.Config()` defaults.
+Every run is the experiments' own method (`experiments.methods.METHODS`), so the
+benchmark times exactly what the comparison trains.
 
 Sections (`--only` picks some):
 
@@ -20,7 +21,8 @@ Sections (`--only` picks some):
 - `estimation`: offline estimation (`estimation.estimate_offline`, alone and as
   estimate + training) and an exact online run (`GBlendCallback(mode="exact")`)
   as multiples of one naive run.
-- `audio`: training epochs fed by an on-the-fly pipeline (WAV files decoded and
+- `audio` (`tools/bench_audio.py`; needs the FSDD recordings, `--fsdd_dir`):
+  training epochs fed by an on-the-fly pipeline (WAV files decoded and
   turned into log-mel features in `Dataset.map` with parallel calls and
   prefetch) over the same model fed from in-memory tensors (steady state,
   after a warm-up epoch). `on_the_fly_fast`
@@ -37,39 +39,30 @@ It prints a table of ratios and writes the numbers to `--output` (JSON).
 """
 
 import dataclasses
-import gc
 import json
 import os
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from experiments import common  # noqa: E402
-from keras_gblend import (  # noqa: E402
-    GBlendCallback,
-    GBlendWarning,
-    build_gblend_model,
-    data,
-    estimation,
-    measure,
-)
-from keras_gblend.data import audio, av_digits  # noqa: E402
+# isort: off
+import experiments  # noqa: E402, F401  (first: starts TensorFlow quietly)
+
+# isort: on
+import bench_audio  # noqa: E402
+import bench_timing as timing  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from experiments import common, methods  # noqa: E402
+from keras_gblend import GBlendWarning, build_gblend_model, data, measure  # noqa: E402
 from keras_gblend.io_utils import atomic_write_json  # noqa: E402
 from keras_gblend.models import FUSED  # noqa: E402
 
@@ -85,18 +78,23 @@ MEMORY_VARIANTS = (
     "audio_on_the_fly_fast",
     "audio_decoded_once",
 )
-AUDIO_PIPELINES = ("cached", "on_the_fly", "on_the_fly_fast", "decoded_once")
-FSDD_DIRS = (
-    REPO_ROOT.parent / "shared" / "data" / "fsdd" / "recordings",
-    Path("/work/shared/data/fsdd/recordings"),
-)
+# Benchmark kind -> the experiments' method that trains it.
+KINDS = {
+    "naive": "naive",
+    "online": "gblend_online",
+    "online_ds": "gblend_online",
+    "offline": "gblend_offline",
+    "exact": "gblend_exact",
+}
 
 _QUICK = flags.DEFINE_bool("quick", False, "Tiny smoke setting (for tests).")
 _OUTPUT = flags.DEFINE_string("output", "BENCHMARKS.json", "JSON results file.")
 _REPEATS = flags.DEFINE_integer("repeats", None, "Rounds per comparison.")
 _ONLY = flags.DEFINE_list("only", list(SECTIONS), f"Sections, from {SECTIONS}.")
 _VARIANT = flags.DEFINE_string("variant", None, "Internal: run one memory variant.")
-_FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings folder.")
+_FSDD_DIR = flags.DEFINE_string(
+    "fsdd_dir", None, "FSDD recordings folder (default: $FSDD_DIR); see bench_audio."
+)
 
 
 class Setting:
@@ -124,18 +122,11 @@ class Setting:
         self.exact_repeats = repeats or (1 if quick else 2)
 
 
-def _rows(setting, total):
-    """All rows, or (quick) a fixed random sample that spans every speaker."""
-    if setting.num_examples is None:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(0).permutation(total)[: setting.num_examples])
-
-
 def _task(setting):
     task = common.load_task("av_digits", setting.config)
     if setting.num_examples is None:
         return task
-    rows = _rows(setting, len(task.train[1]))
+    rows = bench_audio.rows_of(setting, len(task.train[1]))
     return common.Task(
         task.name,
         data.take(task.train, rows),
@@ -145,85 +136,33 @@ def _task(setting):
     )
 
 
-def _reset(seed=0):
-    keras.backend.clear_session()
-    gc.collect()
-    keras.utils.set_random_seed(seed)
-
-
-def _model(task, config, weights=None):
-    """The model `experiments.common` trains (same encoders, optimizer, loss)."""
-    return common.build_model(task, config, weights)
-
-
-def _splits(task, config):
-    return common.split(task, config, seed=0)
-
-
-def _naive_weights(task):
-    heads = list(task.train[0]) + [FUSED]
-    return {h: float(h == FUSED) for h in heads}
-
-
 def _batched(pair, batch_size=256):
     return tf.data.Dataset.from_tensor_slices(pair).batch(batch_size).cache()
 
 
 def run_training(kind, task, config):
-    """Builds the model and trains it once as `kind`; returns the model.
+    """Trains once as `kind` with the experiments' own method; returns the model.
 
     Args:
-        kind: `"naive"`, `"online"`, `"online_ds"`, `"offline"` (estimate, then
-            train with the fixed weights), `"offline_estimate"` (estimate only)
-            or `"exact"`.
+        kind: A key of `KINDS`, or `"offline_estimate"` (the offline estimate
+            alone). `"online_ds"` hands the callback `T'` and `V` as cached
+            batched datasets instead of arrays.
         task: A `common.Task`.
         config: A `common.Config`.
 
     Returns:
         The trained (or, for `"offline_estimate"`, untrained) model.
     """
-    train, subset, heldout = _splits(task, config)
-    naive = kind == "naive"
-    model = _model(task, config, _naive_weights(task) if naive else None)
-    callbacks = []
-    if kind in ("offline", "offline_estimate"):
-        estimate = estimation.estimate_offline(
-            model,
-            train,
-            subset,
-            heldout,
-            epochs=config.offline_epochs,
-            batch_size=config.batch_size,
-            min_weight=config.min_weight,
+    ctx = methods.make_context(task, config, seed=0)
+    if kind == "offline_estimate":
+        model = common.build_model(task, config)
+        model.set_blend_weights(methods.offline_estimate(ctx, model).weights)
+        return model
+    if kind == "online_ds":
+        ctx = dataclasses.replace(
+            ctx, subset=_batched(ctx.subset), heldout=_batched(ctx.heldout)
         )
-        model.set_blend_weights(estimate.weights)
-        if kind == "offline_estimate":
-            return model
-    elif kind in ("online", "online_ds", "exact"):
-        if kind == "online_ds":
-            subset, heldout = _batched(subset), _batched(heldout)
-        callbacks.append(
-            GBlendCallback(
-                subset,
-                heldout,
-                warmup_epochs=config.warmup_epochs,
-                super_epoch=config.super_epoch,
-                min_weight=config.min_weight,
-                smoothing=config.smoothing,
-                mode="exact" if kind == "exact" else "in_situ",
-                train_data=train if kind == "exact" else None,
-                exact_epochs=config.exact_epochs,
-                verbose=0,
-            )
-        )
-    model.fit(
-        *train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    return model
+    return methods.METHODS[KINDS[kind]](ctx).model
 
 
 class _MeasureTimer:
@@ -242,64 +181,6 @@ class _MeasureTimer:
             self.calls += 1
 
 
-def _interleaved(variants, repeats, reset=True, after=None):
-    """Runs every variant once per round, flipping the order every round.
-
-    Returns:
-        A dict from variant name to `{"wall": [...], "cpu": [...]}`: seconds of
-        wall-clock and of this process's CPU time (all threads) per round. CPU
-        time is less disturbed by other processes on a shared machine.
-    """
-    names = list(variants)
-    seconds = {name: {"wall": [], "cpu": []} for name in names}
-    for round_ in range(repeats):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            if reset:
-                _reset()
-            gc.collect()
-            wall, cpu = time.perf_counter(), time.process_time()
-            variants[name]()
-            seconds[name]["cpu"].append(time.process_time() - cpu)
-            seconds[name]["wall"].append(time.perf_counter() - wall)
-            if after:
-                after(name)
-            print(f"  {name}: {seconds[name]['wall'][-1]:.3f} s", flush=True)
-    return seconds
-
-
-def _summary(values):
-    return {
-        "values": [round(v, 6) for v in values],
-        "median": round(statistics.median(values), 6),
-        "min": round(min(values), 6),
-        "max": round(max(values), 6),
-    }
-
-
-def _variants(seconds, scale=1.0):
-    return {
-        name: {
-            clock: _summary([v / scale for v in values])
-            for clock, values in clocks.items()
-        }
-        for name, clocks in seconds.items()
-    }
-
-
-def _ratio(seconds, numerator, denominator, target=None):
-    """Per-round wall-time ratios (and CPU-time ratios under `cpu`)."""
-
-    def ratios(clock):
-        pairs = zip(seconds[numerator][clock], seconds[denominator][clock])
-        return [a / b for a, b in pairs]
-
-    result = {"ratio": f"{numerator} / {denominator}", **_summary(ratios("wall"))}
-    result["cpu"] = _summary(ratios("cpu"))
-    if target is not None:
-        result.update(target=target, met=bool(result["median"] <= target))
-    return result
-
-
 def bench_step(setting, task):
     """Section a: GBlendModel vs plain functional model, seconds per step."""
     config = setting.config
@@ -314,9 +195,9 @@ def bench_step(setting, task):
         pairs = tf.data.Dataset.zip((features, targets))
         return pairs.batch(batch, drop_remainder=True).cache().repeat().prefetch(2)
 
-    _reset()
-    gblend = _model(task, config)
-    _reset()
+    timing.fresh_session()
+    gblend = common.build_model(task, config)
+    timing.fresh_session()
     twin = build_gblend_model(common.make_branches(task, config), task.num_classes)
     plain = keras.Model(twin.input, twin.output, name="plain")
     plain.compile(
@@ -341,15 +222,15 @@ def bench_step(setting, task):
             ds, epochs=1, steps_per_epoch=setting.steps, verbose=0, shuffle=False
         )
 
-    seconds = _interleaved(
+    seconds = timing.interleaved(
         {name: timed(name) for name in models}, setting.step_repeats, reset=False
     )
     return {
         "what": "seconds per training step (fit over a cached dataset)",
         "steps_per_round": setting.steps,
         "batch_size": batch,
-        "variants": _variants(seconds, scale=setting.steps),
-        **_ratio(seconds, "gblend", "plain", target=1.02),
+        "variants": timing.variants(seconds, scale=setting.steps),
+        **timing.ratio(seconds, "gblend", "plain", target=1.02),
     }
 
 
@@ -365,7 +246,7 @@ def bench_online(setting, task):
         timer.seconds = 0.0
 
     try:
-        seconds = _interleaved(
+        seconds = timing.interleaved(
             {
                 kind: (lambda k=kind: run_training(k, task, setting.config))
                 for kind in ("naive", "online", "online_ds")
@@ -377,175 +258,26 @@ def bench_online(setting, task):
         measure.head_losses = timer._original
     return {
         "what": "wall seconds of build + fit, same epochs",
-        "variants": _variants(seconds),
-        "measuring_seconds": {k: _summary(v) for k, v in measuring.items()},
-        **_ratio(seconds, "online", "naive", target=1.10),
-        "online_ds": _ratio(seconds, "online_ds", "naive", target=1.10),
+        "variants": timing.variants(seconds),
+        "measuring_seconds": {k: timing.summary(v) for k, v in measuring.items()},
+        **timing.ratio(seconds, "online", "naive", target=1.10),
+        "online_ds": timing.ratio(seconds, "online_ds", "naive", target=1.10),
     }
 
 
 def bench_estimation(setting, task):
     """Section c: offline and exact-online estimation as multiples of naive."""
     kinds = ("naive", "offline_estimate", "offline", "exact")
-    seconds = _interleaved(
+    seconds = timing.interleaved(
         {k: (lambda k=k: run_training(k, task, setting.config)) for k in kinds},
         setting.exact_repeats,
     )
     return {
         "what": "wall seconds of build + estimate and/or fit, as multiples of naive",
-        "variants": _variants(seconds),
-        "offline_estimate": _ratio(seconds, "offline_estimate", "naive"),
-        "offline": _ratio(seconds, "offline", "naive"),
-        "exact": _ratio(seconds, "exact", "naive"),
-    }
-
-
-def _fsdd_dir():
-    candidates = [Path(_FSDD_DIR.value)] if _FSDD_DIR.value else list(FSDD_DIRS)
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    return None
-
-
-class AudioPipelines:
-    """The three ways of feeding AV-Digits audio to the same model."""
-
-    def __init__(self, setting, folder):
-        split = av_digits.load_av_digits("train")
-        rows = _rows(setting, len(split.y))
-        self.paths = np.array(
-            [
-                str(folder / f"{d}_{split.speaker_names[s]}_{t}.wav")
-                for d, s, t in zip(
-                    split.y[rows], split.speakers[rows], split.takes[rows]
-                )
-            ]
-        )
-        self.images, self.labels = split.x["image"][rows], split.y[rows]
-        self.batch_size = setting.config.batch_size
-        raw = np.stack(
-            list(
-                tf.data.Dataset.from_tensor_slices(self.paths)
-                .map(audio.make_audio_map_fn(), num_parallel_calls=tf.data.AUTOTUNE)
-                .as_numpy_iterator()
-            )
-        )
-        self.mean = raw.mean(axis=(0, 1)).astype(np.float32)
-        self.std = np.maximum(raw.std(axis=(0, 1)), 1e-6).astype(np.float32)
-        self.features = self._normalise(raw)[..., None]
-
-    def _normalise(self, log_mel):
-        return (log_mel - self.mean) / self.std
-
-    def _finish(self, dataset):
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def cached(self):
-        x = {"image": self.images, "audio": self.features}
-        ds = tf.data.Dataset.from_tensor_slices((x, self.labels))
-        ds = ds.shuffle(len(self.labels), seed=0).batch(self.batch_size)
-        return self._finish(ds)
-
-    def _source(self):
-        ds = tf.data.Dataset.from_tensor_slices((self.paths, self.images, self.labels))
-        return ds.shuffle(len(self.labels), seed=0)
-
-    def on_the_fly(self):
-        to_features = audio.make_audio_map_fn()
-
-        def load(path, image, label):
-            features = self._normalise(to_features(path))[..., None]
-            return {"image": image, "audio": features}, label
-
-        ds = self._source().map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        return self._finish(ds.batch(self.batch_size))
-
-    def on_the_fly_fast(self):
-        """`on_the_fly` with the mel matrix and window built once, not per clip.
-
-        Same float64 arithmetic as `audio.log_mel_spectrogram`; what a patch to
-        `audio.make_audio_map_fn` would do (see BENCHMARKS.md).
-        """
-        mel = tf.signal.linear_to_mel_weight_matrix(
-            num_mel_bins=audio.NUM_MEL_BINS,
-            num_spectrogram_bins=audio.FFT_LENGTH // 2 + 1,
-            sample_rate=audio.SAMPLE_RATE,
-            lower_edge_hertz=audio.LOWER_EDGE_HERTZ,
-            upper_edge_hertz=audio.UPPER_EDGE_HERTZ,
-            dtype=tf.float64,
-        )
-        window = tf.signal.hann_window(audio.FRAME_LENGTH, dtype=tf.float64)
-
-        def load(path, image, label):
-            waveform = audio.fix_length(audio.decode_wav(tf.io.read_file(path)))
-            stft = tf.signal.stft(
-                tf.cast(waveform, tf.float64),
-                frame_length=audio.FRAME_LENGTH,
-                frame_step=audio.FRAME_STEP,
-                fft_length=audio.FFT_LENGTH,
-                window_fn=lambda length, dtype: window,
-            )
-            log_mel = tf.math.log(tf.matmul(tf.abs(stft), mel) + audio.LOG_OFFSET)
-            features = self._normalise(tf.cast(log_mel, tf.float32))[..., None]
-            return {"image": image, "audio": features}, label
-
-        ds = self._source().map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        return self._finish(ds.batch(self.batch_size))
-
-    def decoded_once(self):
-        """`on_the_fly` with `Dataset.cache()` after decoding: decodes once."""
-        to_features = audio.make_audio_map_fn()
-
-        def load(path, image, label):
-            features = self._normalise(to_features(path))[..., None]
-            return {"image": image, "audio": features}, label
-
-        ds = tf.data.Dataset.from_tensor_slices((self.paths, self.images, self.labels))
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
-        ds = ds.shuffle(len(self.labels), seed=0).batch(self.batch_size)
-        return self._finish(ds)
-
-    def check_same_features(self):
-        """Every pipeline must give the same audio features, in the same order."""
-        x, _ = next(iter(self.cached()))
-        for name in ("on_the_fly", "on_the_fly_fast"):
-            other, _ = next(iter(getattr(self, name)()))
-            np.testing.assert_allclose(other["audio"], x["audio"], atol=1e-5)
-
-
-def bench_audio(setting, task):
-    """Section d: on-the-fly audio pipeline vs in-memory tensors, same model."""
-    folder = _fsdd_dir()
-    if folder is None:
-        return {"skipped": f"no FSDD recordings in {[str(p) for p in FSDD_DIRS]}"}
-    pipelines = AudioPipelines(setting, folder)
-    pipelines.check_same_features()
-    runs = {}
-    for name in AUDIO_PIPELINES:
-        _reset()
-        model = _model(task, setting.config)
-        dataset = getattr(pipelines, name)()
-        model.fit(dataset, epochs=1, verbose=0, shuffle=False)  # Warm-up.
-        runs[name] = (model, dataset)
-
-    def timed(name):
-        model, dataset = runs[name]
-        return lambda: model.fit(
-            dataset, epochs=setting.audio_epochs, verbose=0, shuffle=False
-        )
-
-    seconds = _interleaved(
-        {name: timed(name) for name in runs}, setting.audio_repeats, reset=False
-    )
-    return {
-        "what": f"wall seconds of {setting.audio_epochs} training epochs",
-        "clips": len(pipelines.labels),
-        "fsdd_dir": str(folder),
-        "variants": _variants(seconds),
-        **_ratio(seconds, "on_the_fly", "cached", target=1.05),
-        "on_the_fly_fast": _ratio(seconds, "on_the_fly_fast", "cached", target=1.05),
-        "decoded_once": _ratio(seconds, "decoded_once", "cached", target=1.05),
+        "variants": timing.variants(seconds),
+        "offline_estimate": timing.ratio(seconds, "offline_estimate", "naive"),
+        "offline": timing.ratio(seconds, "offline", "naive"),
+        "exact": timing.ratio(seconds, "exact", "naive"),
     }
 
 
@@ -553,41 +285,24 @@ def run_variant(name, setting):
     """Runs one memory variant in this process; returns its peak RSS in MiB."""
     start = time.perf_counter()
     task = _task(setting)
-    _reset()
+    timing.fresh_session()
     if name in ("naive", "online", "offline", "exact"):
         run_training(name, task, setting.config)
     elif name.startswith("audio_"):
-        folder = _fsdd_dir()
+        folder = bench_audio.fsdd_dir(_FSDD_DIR.value)
         if folder is None:
-            return {"variant": name, "skipped": "no FSDD recordings"}
-        pipelines = AudioPipelines(setting, folder)
+            return {"variant": name, "skipped": bench_audio.HOW_TO_GET_FSDD}
+        pipelines = bench_audio.AudioPipelines(setting, folder)
         dataset = getattr(pipelines, name[len("audio_") :])()
-        model = _model(task, setting.config)
+        model = common.build_model(task, setting.config)
         model.fit(dataset, epochs=setting.audio_epochs + 1, verbose=0, shuffle=False)
     elif name != "baseline":
         raise ValueError(f"Unknown variant {name!r}; expected {MEMORY_VARIANTS}.")
     return {
         "variant": name,
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(timing.peak_rss_mib(), 1),
         "seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def _peak_rss_mib():
-    """Peak RSS of this process: `VmHWM` on Linux, else `ru_maxrss`.
-
-    `ru_maxrss` of a child started by fork + exec starts at the parent's RSS at
-    fork time (Linux keeps the larger of the two), so it over-reports small
-    children of a large parent; `VmHWM` belongs to the new address space only.
-    """
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_memory(setting):
@@ -613,36 +328,6 @@ def bench_memory(setting):
     }
 
 
-def _machine():
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-    }
-
-
-def _print_table(results):
-    print("\n| comparison | wall median | min | max | CPU median | target | met |")
-    print("|---|---|---|---|---|---|---|")
-    for section in results.values():
-        if not isinstance(section, dict):
-            continue
-        for entry in [section] + [v for v in section.values() if isinstance(v, dict)]:
-            if "ratio" in entry:
-                print(
-                    f"| {entry['ratio']} | {entry['median']:.3f} | {entry['min']:.3f}"
-                    f" | {entry['max']:.3f} | {entry['cpu']['median']:.3f}"
-                    f" | {entry.get('target', '-')}"
-                    f" | {entry.get('met', '-')} |"
-                )
-    memory = results.get("memory", {}).get("variants", {})
-    for name, entry in memory.items():
-        print(f"| peak RSS {name} | {entry.get('peak_rss_mib', 'error')} MiB |")
-
-
 def main(argv):
     del argv
     tf.get_logger().setLevel("ERROR")  # Exact mode's copies retrace by design.
@@ -658,7 +343,7 @@ def main(argv):
     report = {
         "command": " ".join(["python", "tools/bench.py"] + sys.argv[1:]),
         "quick": setting.quick,
-        "machine": _machine(),
+        "machine": timing.machine(),
         "data": "AV-Digits train split (2000 clips, or the first "
         f"{setting.num_examples} in --quick), CNN encoders of "
         "experiments.common.make_branches",
@@ -672,13 +357,15 @@ def main(argv):
         "results": {},
     }
     task = _task(setting)
-    _reset()
+    timing.fresh_session()
     run_training("naive", _task(Setting(True)), Setting(True).config)  # Warm-up.
     sections = {
         "step": lambda: bench_step(setting, task),
         "online": lambda: bench_online(setting, task),
         "estimation": lambda: bench_estimation(setting, task),
-        "audio": lambda: bench_audio(setting, task),
+        "audio": lambda: bench_audio.bench_audio(
+            setting, task, bench_audio.fsdd_dir(_FSDD_DIR.value)
+        ),
         "memory": lambda: bench_memory(setting),
     }
     for name in SECTIONS:
@@ -691,9 +378,9 @@ def main(argv):
             )
     report["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     atomic_write_json(_OUTPUT.value, report)
-    _print_table(report["results"])
+    timing.print_table(report["results"])
     print(f"\nwrote {_OUTPUT.value}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run_program(main)

