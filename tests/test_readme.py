@@ -108,28 +108,39 @@ def test_use_on_your_own_data_example_runs(own_data):
     )
 
 
+def _run_block(code, namespace):
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-def test_offline_and_export_blocks_run(own_data, tmp_path, monkeypatch):
-    offline, export = (
-        b for b in _blocks("python") if "estimate_offline(" in b or "export_fused" in b
-    )
+def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch):
+    (offline,) = (b for b in _blocks("python") if "estimate_offline(" in b)
+    (inference,) = (b for b in _blocks("python") if "predict_output(" in b)
+    (export,) = (b for b in _blocks("python") if "export_saved_model(" in b)
     namespace = dict(own_data)
-    exec(
-        compile(
-            offline.replace("epochs=10", "epochs=1").replace("epochs=30", "epochs=1"),
-            "README.md",
-            "exec",
-        ),
+    _run_block(
+        offline.replace("epochs=10", "epochs=1").replace("epochs=30", "epochs=1"),
         namespace,
-    )  # noqa: S102
+    )
     assert namespace["estimate"].weights.shape == (3,)
+    _run_block(inference, namespace)
+    model, x = namespace["model"], namespace["x"]
+    assert model.output_mode == "weighted"
+    # With the audio missing, the output is the video head alone.
+    video_only = model.predict(
+        {k: v for k, v in namespace["heldout"][0].items()}, verbose=0
+    )["video"]
+    np.testing.assert_allclose(namespace["probs"], video_only, atol=1e-6)
     monkeypatch.chdir(tmp_path)
-    exec(compile(export, "README.md", "exec"), namespace)  # noqa: S102
-    expected = namespace["model"].predict(
-        {k: v[:4] for k, v in namespace["x"].items()}, verbose=0
-    )["fused"]
-    np.testing.assert_allclose(namespace["fused"]["fused"], expected, atol=1e-5)
+    _run_block(export, namespace)
+    expected = model.predict_output({k: v[:4] for k, v in x.items()})
+    np.testing.assert_allclose(namespace["out"]["probabilities"], expected, atol=1e-5)
+    np.testing.assert_allclose(
+        namespace["only_video"]["probabilities"],
+        model.predict({k: v[:4] for k, v in x.items()}, verbose=0)["video"],
+        atol=1e-5,
+    )
     assert (tmp_path / "model.keras").is_file()
 
 
