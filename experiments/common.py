@@ -20,7 +20,7 @@ from absl import app, flags
 
 from keras_gblend import build_gblend_model, data, encoders
 
-DATASETS = ("synthetic", "av_digits")
+DATASETS = ("synthetic", "av_digits", "mfeat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +63,16 @@ class Config:
     patience: int = 5
     sep_b: float = 2.5
     feature_units: int = 64
+    ogm_alpha: float = 0.1  # OGM-GE's modulation strength (chosen on V: docs/ogm_ge.md)
     # AV-Digits: a small CNN for images, a fully connected encoder on the log-mel
     # patch for audio (see RESULTS.md for a conv audio encoder).
     encoders: str = "image:conv+audio:mlp"
 
 
 def load_task(name, config=Config(), seed=0):
-    """Loads data set `name` (`"synthetic"` or `"av_digits"`) as a `Task`.
+    """Loads data set `name` (one of `DATASETS`) as a `Task`.
+
+    `mfeat` is the UCI Multiple Features handwritten digits (6 views, K = 6).
 
     Raises:
         ValueError: If `name` is unknown.
@@ -83,6 +86,10 @@ def load_task(name, config=Config(), seed=0):
         train = av_digits.load_av_digits("train")
         test = av_digits.load_av_digits("test")
         return Task(name, (train.x, train.y), (test.x, test.y), train.speakers, 10)
+    if name == "mfeat":
+        from keras_gblend.data import mfeat
+
+        return Task(name, mfeat.load_mfeat("train"), mfeat.load_mfeat("test"), None, 10)
     raise ValueError(f"`dataset` must be one of {list(DATASETS)}. Received {name!r}.")
 
 

@@ -236,6 +236,19 @@ def gblend_dropout(ctx):
     return gblend_online(ctx, dropout=ctx.config.dropout)
 
 
+def ogm_ge(ctx):
+    """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
+    modulation and Gaussian noise (`keras_gblend.ogm`)."""
+    from keras_gblend.ogm import OGMGEModel, OGMSchedule
+
+    branches = common.make_branches(ctx.task, ctx.config)
+    model = OGMGEModel(
+        branches, ctx.task.num_classes, alpha=ctx.config.ogm_alpha, seed=ctx.seed
+    )
+    model.compile(optimizer=common._optimizer(ctx.config), metrics=["accuracy"])
+    return Outcome(_fit(ctx, model, [OGMSchedule()]), output=FUSED)
+
+
 METHODS = {
     "unimodal": unimodal,
     "naive": naive,
@@ -247,17 +260,34 @@ METHODS = {
     "gblend_online": gblend_online,
     "gblend_exact": gblend_exact,
     "gblend_dropout": gblend_dropout,
+    "ogm_ge": ogm_ge,
 }
 
+
+def output_modes(model, ctx):
+    """Test accuracy of every output mode, the `weighted` one fit on `V` only,
+    and of the model's output with each modality removed (issue: inference)."""
+    model.fit_output_weights(ctx.heldout, batch_size=ctx.config.batch_size)
+    x, y = ctx.task.test
+    result = model.evaluate_outputs(x, y, batch_size=ctx.config.batch_size)["modes"]
+    for gone in model.modalities:
+        rest = {m: x[m] for m in model.modalities if m != gone}
+        for mode in ("fused", "weighted"):
+            probs = model.predict_output(rest, mode=mode)
+            result[f"{mode}_without_{gone}"] = float(np.mean(probs.argmax(-1) == y))
+    return result
+
+
 # name -> function(model, ctx) -> JSON value, run on every trained GBlendModel.
-EVALUATIONS = {}
+EVALUATIONS = {"modes": output_modes}
 
 
 def evaluate(outcome, ctx):
     """The result fields of one `Outcome`: test accuracies, weights, evaluations."""
     model, (x, y) = outcome.model, ctx.task.test
+    names = getattr(model, "modalities", None) or list(model.input)
     probs = model.predict(
-        {m: x[m] for m in model.input}, batch_size=ctx.config.batch_size, verbose=0
+        {m: x[m] for m in names}, batch_size=ctx.config.batch_size, verbose=0
     )
     if not isinstance(probs, dict):  # A single head's model.
         probs = {outcome.output: probs}

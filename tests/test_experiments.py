@@ -69,6 +69,18 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
         assert row["state_path"] is None and not os.path.exists(state_path)
     if method == "gblend_offline":  # Estimated, not the initial uniform weights.
         assert row["weights"] != pytest.approx(EXPECTED_WEIGHTS["uniform"])
+    if method == "ogm_ge":  # Not a multi-head model: no heads, modes or weights.
+        assert row["head_accuracy"] == {"fused": row["accuracy"]}
+        assert "modes" not in row and row["weights"] is None
+        return
+    # The output modes, computed by the model, agree with the runner's own
+    # evaluation of the fused head and of the heads' mean.
+    modes = row["modes"]
+    assert modes["fused"] == pytest.approx(row["accuracy"])
+    assert modes["mean"] == pytest.approx(row["ensemble_accuracy"])
+    assert {k for k in modes if "_without_" in k} == {
+        f"{mode}_without_{m}" for mode in ("fused", "weighted") for m in "ab"
+    }
 
 
 def test_evaluation_matches_the_models_own_predictions(monkeypatch):
