@@ -207,20 +207,6 @@ def test_collapse_warns_once_including_a_hair_above_the_minimum(monkeypatch):
     assert collapsed[0].filename == __file__
 
 
-@pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
-def test_prints_one_line_per_estimate_after_the_progress_bar(capsys):
-    model, train, heldout = synthetic_setup()
-    cb = GBlendCallback(train, heldout, verbose=1, **EVERY_EPOCH)
-    model.fit(*train, epochs=2, batch_size=16, callbacks=[cb], verbose=1)
-    out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if "G-Blend" in line]
-    assert len(lines) == 2
-    # Each on a line of its own, after the epoch's bar and before the next epoch.
-    assert lines[0].startswith("G-Blend epoch 1: weights a ")
-    assert out.index(lines[0]) < out.index("Epoch 2/2")
-    assert out[out.index(lines[0]) - 1] == "\n"
-
-
 def test_adaptive_optimizer_warns_once_and_can_be_silenced():
     model, train, heldout = synthetic_setup(optimizer=keras.optimizers.Adam(1e-3))
     cb = GBlendCallback(train, heldout, verbose=0)
