@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import warnings
 import weakref
 
 import keras
 import numpy as np
 
-from keras_gblend import blending, estimation, estimators, measure, state
+from keras_gblend import blending, estimation, estimators, measure, messages, state
 from keras_gblend.data import arrays
+from keras_gblend.messages import AdaptiveOptimizerWarning, GBlendWarning
+
+__all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
 MODES = ("in_situ", "exact")
 WEIGHT_SCALES = ("sum_to_one", "num_heads")
-# Optimizers that rescale each parameter's gradient and so largely cancel loss weights.
-ADAPTIVE_OPTIMIZERS = (
-    "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adagrad", "Adadelta",
-    "Adafactor", "Lion", "Lamb", "Ftrl", "Muon",
-)  # fmt: skip
-_SYMBOLS = {"train_subset": "T'", "heldout": "V"}
-COLLAPSE_TOLERANCE = 1e-3  # A weight within this of `min_weight` has collapsed.
 _OWNERS = weakref.WeakKeyDictionary()  # model -> (callback, params of its fit)
-
-
-class GBlendWarning(UserWarning):
-    """Warns that a G-Blend estimate or setting is degenerate.
-
-    Example:
-
-    >>> import warnings
-    >>> warnings.filterwarnings("ignore", category=GBlendWarning)  # silence them
-    """
-
-
-class AdaptiveOptimizerWarning(GBlendWarning):
-    """Warns that an adaptive optimizer (Adam, RMSprop, ...) cancels G-Blend.
-
-    Example:
-
-    >>> import warnings
-    >>> warnings.filterwarnings("ignore", category=AdaptiveOptimizerWarning)
-    """
 
 
 class GBlendCallback(keras.callbacks.Callback):
@@ -151,34 +125,43 @@ class GBlendCallback(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        _check_choice("mode", mode, MODES)
-        _check_choice("weight_scale", weight_scale, WEIGHT_SCALES)
-        if mode == "exact" and train_data is None:
-            raise ValueError(
-                "`train_data` is required with mode='exact' (the "
-                "copies train on it). Received None."
+        _check("mode", mode, mode in MODES, f"one of {list(MODES)}")
+        _check(
+            "weight_scale",
+            weight_scale,
+            weight_scale in WEIGHT_SCALES,
+            f"one of {list(WEIGHT_SCALES)}",
+        )
+        for name, value, low in (
+            ("warmup_epochs", warmup_epochs, 0),
+            ("super_epoch", super_epoch, 1),
+            ("exact_epochs", exact_epochs, 1),
+        ):
+            ok = isinstance(value, (int, np.integer)) and value >= low
+            _check(name, value, ok, f"an int >= {low}")
+        _check("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
+        _check("min_weight", min_weight, 0 <= min_weight < 1, "in [0, 1/num_heads]")
+        if mode == "exact":
+            _check(
+                "train_data",
+                train_data,
+                train_data is not None,
+                "given with mode='exact' (the copies train on it)",
             )
-        _check_int("warmup_epochs", warmup_epochs, 0)
-        _check_int("super_epoch", super_epoch, 1)
-        _check_int("exact_epochs", exact_epochs, 1)
-        if not 0 <= smoothing < 1:
-            raise ValueError(f"`smoothing` must be in [0, 1). Received {smoothing!r}.")
-        if not 0 <= min_weight < 1:
-            raise ValueError(
-                f"`min_weight` must be in [0, 1/num_heads]. Received {min_weight!r}."
-            )
+            train_data = arrays.check_data("train_data", train_data)
         self.train_subset = arrays.check_data("train_subset", train_subset)
         self.heldout = arrays.check_data("heldout", heldout)
-        if train_data is not None:
-            train_data = arrays.check_data("train_data", train_data)
-        self.train_data = train_data
-        _check_overlap(self.train_subset, self.heldout)
+        arrays.check_disjoint(self.train_subset, self.heldout, warn=messages.warn)
         self.estimator = estimators.get(estimator)
         self.warmup_epochs, self.super_epoch = warmup_epochs, super_epoch
         self.min_weight, self.smoothing = min_weight, smoothing
         self.weight_scale, self.overfit_floor = weight_scale, overfit_floor
-        self.batch_size, self.mode, self.exact_epochs = batch_size, mode, exact_epochs
-        self.state_path, self.verbose = state_path, verbose
+        self.batch_size, self.mode, self.train_data = batch_size, mode, train_data
+        self.exact_epochs, self.state_path, self.verbose = (
+            exact_epochs,
+            state_path,
+            verbose,
+        )
         self.state, self._pending, self._started = None, [], False
 
     @property
@@ -205,13 +188,14 @@ class GBlendCallback(keras.callbacks.Callback):
                 "would assign the weights. Pass one."
             )
         _OWNERS[model] = (self, self.params)
-        if self.min_weight > 1 / len(model.head_names):
-            raise ValueError(
-                f"`min_weight` must be in [0, 1/num_heads] = [0, "
-                f"{1 / len(model.head_names):.4g}] for {len(model.head_names)} "
-                f"heads. Received {self.min_weight!r}."
-            )
-        _warn_if_adaptive(model.optimizer)
+        num_heads = len(model.head_names)
+        _check(
+            "min_weight",
+            self.min_weight,
+            self.min_weight <= 1 / num_heads,
+            f"in [0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads",
+        )
+        messages.check_optimizer(model.optimizer)
         if self.mode == "exact":
             self._copies = estimation.HeadCopies(
                 model,
@@ -222,13 +206,11 @@ class GBlendCallback(keras.callbacks.Callback):
                 batch_size=self.batch_size,
             )
         else:
-            self._data = tuple(
+            sets = {"train_subset": self.train_subset, "heldout": self.heldout}
+            self._data = [
                 measure.prepare(d, model=model, batch_size=self.batch_size, name=n)
-                for n, d in (
-                    ("train_subset", self.train_subset),
-                    ("heldout", self.heldout),
-                )
-            )
+                for n, d in sets.items()
+            ]
         exists = self.state_path and os.path.exists(self.state_path)
         self.state = state.load(self.state_path) if exists else None
         self._started = False
@@ -244,7 +226,7 @@ class GBlendCallback(keras.callbacks.Callback):
         weights = np.array(list(self.model.get_blend_weights().values()))
         if self.weight_scale == "num_heads":
             weights = weights / weights.sum()
-            self.model.set_blend_weights(weights * self._scale)
+            self.model.set_blend_weights(weights * len(weights))
         self.state = state.BlendState(self.model.head_names, weights)
         if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
             self._measure(0)
@@ -257,25 +239,22 @@ class GBlendCallback(keras.callbacks.Callback):
             self.model.stop_training = True
             return self._pending.append(
                 GBlendWarning(
-                    f"G-Blend: the training loss is {logs['loss']} at "
-                    f"epoch {done}: stopped training. Check the training "
-                    "inputs for NaN or inf, or lower the learning rate."
+                    f"G-Blend: the training loss is {logs['loss']} at epoch {done}: "
+                    "stopped training. Check the training inputs for NaN or inf, or "
+                    "lower the learning rate."
                 )
             )
-        due = (
-            done >= self.warmup_epochs
-            and (done - self.warmup_epochs) % self.super_epoch == 0
-        )
-        if due and self.mode == "exact":
-            pair = self._copies.run(self.model, epoch=done)
-            self._estimate(done, _check_finite(heads, pair))
-        elif due:
-            measured = self._measure(done)
-            logs.update(
-                _keyed(heads, train_loss=measured.train, heldout_loss=measured.heldout)
-            )
-            if len(self.state.measurements) > 1:
-                self._estimate(done, self.state.measurements)
+        since = done - self.warmup_epochs
+        if since >= 0 and since % self.super_epoch == 0:
+            if self.mode == "exact":
+                self._estimate(done, self._copies.run(self.model, epoch=done))
+            else:
+                last = self._measure(done)
+                logs.update(
+                    _keyed(heads, train_loss=last.train, heldout_loss=last.heldout)
+                )
+                if len(self.state.measurements) > 1:
+                    self._estimate(done, self.state.measurements)
         if self.state.estimates and self.state.estimates[-1].epoch == done:
             last = self.state.estimates[-1]
             logs.update(_keyed(heads, dG=last.d_g, dO=last.d_o, ogr=last.ogr))
@@ -285,25 +264,16 @@ class GBlendCallback(keras.callbacks.Callback):
         self._flush()
         _OWNERS.pop(self.model, None)
 
-    @property
-    def _scale(self):
-        return len(self.model.head_names) if self.weight_scale == "num_heads" else 1
-
     def _measure(self, epoch):
-        stats = [
-            measure.head_loss_stats(self.model, d, batch_size=self.batch_size)
-            for d in self._data
-        ]
-        record = state.Measurement(
-            epoch, stats[0].mean, stats[1].mean, stats[0].sem, stats[1].sem
+        record = measure.measurement(
+            self.model, self._data, epoch=epoch, batch_size=self.batch_size
         )
-        _check_finite(self.model.head_names, [record])
         self.state = self.state.add(record)
         self._save()
         return record
 
     def _estimate(self, epoch, measurements):
-        heads, previous = self.model.head_names, np.array(self.state.current_weights)
+        previous = np.array(self.state.current_weights)
         estimate = self.estimator(
             list(measurements),
             min_weight=self.min_weight,
@@ -313,91 +283,31 @@ class GBlendCallback(keras.callbacks.Callback):
         weights = previous  # No head generalised: the weights stay as they were.
         if estimate.status == "ok":
             weights = estimate.weights + self.smoothing * (previous - estimate.weights)
-            self.model.set_blend_weights(weights * self._scale)
+            scale = len(weights) if self.weight_scale == "num_heads" else 1
+            self.model.set_blend_weights(weights * scale)
+        before = self.state.estimates[-1] if self.state.estimates else None
         record = state.Estimate(
             epoch, estimate.status, weights, estimate.d_g, estimate.d_o, estimate.ogr
         )
         self.state = self.state.add(record)
         self._save()
-        collapsed = self._newly_collapsed(weights) if estimate.status == "ok" else []
-        self._pending += _messages(heads, record, collapsed, self.min_weight)
-        if not self.verbose:
-            self._pending = [m for m in self._pending if isinstance(m, Warning)]
-
-    def _newly_collapsed(self, weights):
-        """Heads at the minimum now but not at the previous estimate."""
-        limit = self.min_weight + COLLAPSE_TOLERANCE
-        before = (
-            self.state.estimates[-2].weights if len(self.state.estimates) > 1 else ()
+        said = messages.estimate_messages(
+            self.model.head_names, record, before, self.min_weight
         )
-        return [
-            i
-            for i, w in enumerate(weights)
-            if w <= limit and not (before and before[i] <= limit)
-        ]
+        self._pending += said if self.verbose else said[:-1]
 
     def _flush(self):
         """Prints the lines and warnings of the last epoch, after Keras's bar line."""
         pending, self._pending = self._pending, []
         for item in pending:
             if isinstance(item, Warning):
-                warnings.warn(item, stacklevel=_user_stacklevel())
+                messages.warn(item)
             else:
                 print(item, flush=True)
 
     def _save(self):
         if self.state_path:
             state.save(self.state_path, self.state)
-
-
-def _check_finite(heads, measurements):
-    for record in measurements:
-        for name, values in (
-            ("train_subset", record.train),
-            ("heldout", record.heldout),
-        ):
-            bad = [h for h, v in zip(heads, values) if not math.isfinite(v)]
-            if bad:
-                raise ValueError(
-                    f"G-Blend measured a non-finite loss on `{name}` "
-                    f"({_SYMBOLS[name]}) for head(s) {bad} at epoch {record.epoch}: "
-                    f"check `{name}` for "
-                    "NaN or inf inputs."
-                )
-    return measurements
-
-
-def _messages(heads, record, collapsed, min_weight):
-    """The warnings and the printed line of one estimate."""
-    found = []
-    if record.status == "fallback":
-        changes = ", ".join(f"{h} dG={g:+.4g}" for h, g in zip(heads, record.d_g))
-        found.append(
-            GBlendWarning(
-                f"G-Blend at epoch {record.epoch}: no head generalised ({changes}); "
-                "kept the weights as they were. Training may overfit everywhere, or "
-                "V is "
-                "too small to measure a change."
-            )
-        )
-    if collapsed:
-        details = ", ".join(
-            f"{heads[i]} (weight {record.weights[i]:.4f}, dG={record.d_g[i]:+.4g}, "
-            f"dO={record.d_o[i]:+.4g})"
-            for i in collapsed
-        )
-        found.append(
-            GBlendWarning(
-                f"G-Blend at epoch {record.epoch}: weight collapsed to the minimum "
-                f"{min_weight} for {details}. It overfits faster than it generalises "
-                "(dG <= 0 or large dO)."
-            )
-        )
-    parts = ", ".join(
-        f"{h} {w:.3f} (dG {g:+.4f}, dO {o:+.4f})"
-        for h, w, g, o in zip(heads, record.weights, record.d_g, record.d_o)
-    )
-    return found + [f"G-Blend epoch {record.epoch}: weights {parts}"]
 
 
 def _keyed(heads, **quantities):
@@ -408,60 +318,6 @@ def _keyed(heads, **quantities):
     }
 
 
-def _check_int(name, value, minimum):
-    if not (isinstance(value, (int, np.integer)) and value >= minimum):
-        raise ValueError(f"`{name}` must be an int >= {minimum}. Received {value!r}.")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received {value!r}."
-        )
-
-
-def _check_overlap(train_subset, heldout):
-    if arrays.is_dataset(train_subset) or arrays.is_dataset(heldout):
-        return
-    shared = arrays.count_shared(train_subset, heldout)
-    if shared == len(heldout[1]):
-        raise ValueError(
-            "`heldout` (V) must be held out from the training data, but every one of "
-            f"its {shared} examples is also in `train_subset` (T'): the estimate "
-            "would mean nothing. Split with keras_gblend.data.holdout_split."
-        )
-    if shared:
-        warnings.warn(
-            GBlendWarning(
-                f"{shared} of the {len(heldout[1])} examples of `heldout` "
-                "(V) are also in `train_subset` (T'): V must not be trained "
-                "on. Split with keras_gblend.data.holdout_split."
-            ),
-            stacklevel=_user_stacklevel(),
-        )
-
-
-def _warn_if_adaptive(optimizer):
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if type(inner).__name__ in ADAPTIVE_OPTIMIZERS:
-        warnings.warn(
-            AdaptiveOptimizerWarning(
-                f"G-Blend with {type(inner).__name__}: an adaptive optimizer rescales "
-                "each parameter's gradient and largely cancels the per-head loss "
-                "weights (measured: no better than naive fusion). Use SGD with "
-                "momentum, or silence this with warnings.filterwarnings('ignore', "
-                "category=keras_gblend.callbacks.AdaptiveOptimizerWarning)."
-            ),
-            stacklevel=_user_stacklevel(),
-        )
-
-
-def _user_stacklevel():
-    """The `stacklevel` that points a warning at the user's code (e.g. `fit`)."""
-    libraries = [os.path.dirname(m.__file__) for m in (keras, sys.modules[__package__])]
-    if "tensorflow" in sys.modules:
-        libraries.append(os.path.dirname(sys.modules["tensorflow"].__file__))
-    frame, level = sys._getframe(1), 1
-    while frame.f_back and frame.f_code.co_filename.startswith(tuple(libraries)):
-        frame, level = frame.f_back, level + 1
-    return level
+def _check(name, value, ok, expected):
+    if not ok:
+        raise ValueError(f"`{name}` must be {expected}. Received {value!r}.")

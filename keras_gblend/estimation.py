@@ -102,7 +102,8 @@ class HeadCopies:
         self.batch_size = batch_size
         self.head_names = tuple(model.head_names)
         self._twin = copy_model(model)
-        self._subs, self._data = {}, {}
+        self._losses = dict(model.loss)
+        self._subs, self._train = {}, {}
         train_data = arrays.check_data("train_data", train_data)
         for head in self.head_names:
             sub = self._twin.head_model(head)
@@ -110,11 +111,13 @@ class HeadCopies:
             sub.optimizer.build(sub.trainable_variables)
             self._default_rate = _learning_rate(sub)
             self._subs[head] = sub
-            self._data[head] = (
-                _restrict(train_data, list(sub.input)),
-                measure.prepare(train_subset, model=sub, name="train_subset"),
-                measure.prepare(heldout, model=sub, name="heldout"),
-            )
+            self._train[head] = _restrict(train_data, list(sub.input))
+        # The sub-models share the twin's layers: measuring the twin measures them
+        # all with one traced prediction function.
+        self._data = [
+            measure.prepare(d, model=self._twin, batch_size=batch_size, name=n)
+            for n, d in (("train_subset", train_subset), ("heldout", heldout))
+        ]
 
     def run(self, model, *, epoch, seed=None):
         """Resets every copy from `model` and trains it; measures before and after.
@@ -131,32 +134,35 @@ class HeadCopies:
         """
         weights = model.get_weights()
         learning_rate = _learning_rate(model) or self._default_rate
-        stats = {"before": [], "after": []}
-        for head, sub in self._subs.items():
+        self._twin.set_weights(weights)
+        before = self._measure(epoch)
+        rows = []
+        for i, (head, sub) in enumerate(self._subs.items()):
             self._twin.set_weights(weights)
             for variable in sub.optimizer.variables:
                 variable.assign(keras.ops.zeros_like(variable))
             sub.optimizer.learning_rate = learning_rate  # Zeroed with the rest.
-            train, subset, heldout = self._data[head]
-            stats["before"].append(self._measure(sub, subset, heldout))
             if seed is not None:
                 keras.utils.set_random_seed(seed)
+            train = self._train[head]
             if arrays.is_dataset(train):
                 sub.fit(train, epochs=self.epochs, shuffle=False, verbose=0)
             else:
                 sub.fit(
                     *train, epochs=self.epochs, batch_size=self.batch_size, verbose=0
                 )
-            stats["after"].append(self._measure(sub, subset, heldout))
-        return tuple(
-            state.Measurement(e, *(np.concatenate(parts) for parts in zip(*stats[k])))
-            for k, e in (("before", epoch), ("after", epoch + self.epochs))
-        )
+            m = self._measure(epoch)  # Only row i: the head this copy trained.
+            rows.append((m.train[i], m.heldout[i], m.train_sem[i], m.heldout_sem[i]))
+        return before, state.Measurement(epoch + self.epochs, *zip(*rows))
 
-    def _measure(self, sub, subset, heldout):
-        t = measure.head_loss_stats(sub, subset, batch_size=self.batch_size)
-        v = measure.head_loss_stats(sub, heldout, batch_size=self.batch_size)
-        return t.mean, v.mean, t.sem, v.sem
+    def _measure(self, epoch):
+        return measure.measurement(
+            self._twin,
+            self._data,
+            epoch=epoch,
+            loss=self._losses,
+            batch_size=self.batch_size,
+        )
 
 
 def _restrict(data, keys):

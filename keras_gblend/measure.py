@@ -16,7 +16,10 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from keras_gblend import state
 from keras_gblend.data import arrays
+
+_SYMBOLS = {"train_subset": "T'", "heldout": "V"}
 
 
 class Prepared(NamedTuple):
@@ -248,3 +251,49 @@ def head_losses(model, data, *, batch_size=256):
     (3,)
     """
     return head_loss_stats(model, data, batch_size=batch_size).mean
+
+
+def measurement(model, data, *, epoch, loss=None, batch_size=256):
+    """Measures every head on `T'` and `V`: one `state.Measurement`.
+
+    Args:
+        model: A `GBlendModel` (see `per_example_losses`).
+        data: `(train_subset, heldout)`, each as `per_example_losses` takes it
+            (best: `prepare`'s result).
+        epoch: Epochs completed by `model` (recorded in the measurement).
+        loss: Dict of head losses; default: the model's compiled ones.
+        batch_size: Batch size of the prediction from arrays.
+
+    Returns:
+        A `state.Measurement` with per-head means and standard errors.
+
+    Raises:
+        ValueError: If a measured loss is NaN or infinite, naming the set
+            (`train_subset` / T' or `heldout` / V) and the heads.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_gblend import build_gblend_model
+    >>> branches = {
+    ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...     for n in ("a", "b")
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=2)
+    >>> model.compile(loss="sparse_categorical_crossentropy")
+    >>> x = {"a": np.ones((6, 4), "float32"), "b": np.ones((6, 4), "float32")}
+    >>> m = measurement(model, [(x, np.zeros(6, "int32"))] * 2, epoch=0)
+    >>> m.epoch, len(m.train), m.train == m.heldout
+    (0, 3, True)
+    """
+    stats = [head_loss_stats(model, d, loss=loss, batch_size=batch_size) for d in data]
+    for name, values in zip(_SYMBOLS, (s.mean for s in stats)):
+        bad = [h for h, v in zip(model.head_names, values) if not np.isfinite(v)]
+        if bad:
+            raise ValueError(
+                f"G-Blend measured a non-finite loss on `{name}` ({_SYMBOLS[name]}) "
+                f"for head(s) {bad} at epoch {epoch}: check `{name}` for NaN or "
+                "inf inputs."
+            )
+    t, v = stats
+    return state.Measurement(epoch, t.mean, v.mean, t.sem, v.sem)

@@ -386,7 +386,7 @@ def test_estimator_callable_receives_every_measurement():
         (dict(super_epoch=0), "`super_epoch` must be an int >= 1"),
         (dict(smoothing=1.0), r"`smoothing` must be in \[0, 1\)"),
         (dict(mode="fast"), "`mode` must be one of"),
-        (dict(mode="exact"), "`train_data` is required with mode='exact'"),
+        (dict(mode="exact"), "`train_data` must be given with mode='exact'"),
         (dict(min_weight=2.0), "`min_weight` must be in"),
         (dict(weight_scale="max"), r"`weight_scale` must be one of \['sum_to_one'"),
         (dict(estimator="robust?"), r"`estimator` must be a callable or one of"),

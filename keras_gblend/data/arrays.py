@@ -177,6 +177,48 @@ def check_labels(name, labels, num_classes):
         )
 
 
+def check_disjoint(train_subset, heldout, warn):
+    """Refuses a held-out set inside `T'`; calls `warn` if they overlap.
+
+    Datasets are not compared (that would read them whole).
+
+    Args:
+        train_subset: `T'` as `(x, y)` arrays (or a dataset: skipped).
+        heldout: `V` as `(x, y)` arrays (or a dataset: skipped).
+        warn: Called with a `UserWarning` instance when some examples are shared.
+
+    Raises:
+        ValueError: If every example of `heldout` is in `train_subset`.
+
+    Example:
+
+    >>> pair = ({"m": np.arange(3.0)}, np.zeros(3))
+    >>> check_disjoint(pair, pair, warn=print)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: `heldout` (V) must be held out from the training data, but ...
+    """
+    if is_dataset(train_subset) or is_dataset(heldout):
+        return
+    shared, total = count_shared(train_subset, heldout), len(heldout[1])
+    if shared == total:
+        raise ValueError(
+            "`heldout` (V) must be held out from the training data, but every one "
+            f"of its {shared} examples is also in `train_subset` (T'): the estimate "
+            "would mean nothing. Split with keras_gblend.data.holdout_split."
+        )
+    if shared:
+        from keras_gblend.messages import GBlendWarning
+
+        warn(
+            GBlendWarning(
+                f"{shared} of the {total} examples of `heldout` (V) are also in "
+                "`train_subset` (T'): V must not be trained on. Split with "
+                "keras_gblend.data.holdout_split."
+            )
+        )
+
+
 def count_shared(data, other):
     """Number of examples of `other` whose inputs also occur in `data`.
 
