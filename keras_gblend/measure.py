@@ -273,18 +273,15 @@ def measurement(model, data, *, epoch, loss=None, batch_size=256):
 
     Example:
 
-    >>> import keras
-    >>> from keras_gblend import build_gblend_model
-    >>> branches = {
-    ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    ...     for n in ("a", "b")
-    ... }
-    >>> model = build_gblend_model(branches, num_classes=2)
+    >>> from keras_gblend import build_gblend_model, data, encoders
+    >>> ds = data.make_synthetic(num_train=16, num_test=4, dim_b=4)
+    >>> encoders_ = {m: encoders.mlp_encoder(x.shape[1:], units=(4,))
+    ...              for m, x in ds.train[0].items()}
+    >>> model = build_gblend_model(encoders_, num_classes=ds.num_classes)
     >>> model.compile(loss="sparse_categorical_crossentropy")
-    >>> x = {"a": np.ones((6, 4), "float32"), "b": np.ones((6, 4), "float32")}
-    >>> m = measurement(model, [(x, np.zeros(6, "int32"))] * 2, epoch=0)
-    >>> m.epoch, len(m.train), m.train == m.heldout
-    (0, 3, True)
+    >>> m = measurement(model, [ds.train, ds.test], epoch=0)
+    >>> m.epoch, len(m.train), len(m.heldout_sem)
+    (0, 3, 3)
     """
     stats = [head_loss_stats(model, d, loss=loss, batch_size=batch_size) for d in data]
     for name, values in zip(_SYMBOLS, (s.mean for s in stats)):
