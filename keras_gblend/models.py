@@ -97,7 +97,10 @@ class GBlendModel(keras.Model):
 
     def get_blend_weights(self):
         """Returns the current loss weights as a dict of Python floats."""
-        return {name: float(v.numpy()) for name, v in self._blend_weights.items()}
+        return {
+            name: float(ops.convert_to_numpy(v))
+            for name, v in self._blend_weights.items()
+        }
 
     def set_blend_weights(self, weights):
         """Assigns new loss weights; they apply from the next training step.
@@ -175,6 +178,10 @@ class GBlendModel(keras.Model):
                 wrong keys, or a setting is known to break under the model's
                 `tf.distribute` strategy (`jit_compile=True` or
                 `steps_per_execution > 1` with several replicas).
+
+        Warns:
+            UserWarning: Under a `tf.distribute` strategy of several replicas
+                without `keras_gblend.distribute.apply_fixes()` in effect.
         """
         if loss_weights is not None:
             raise ValueError(
@@ -208,10 +215,10 @@ class GBlendModel(keras.Model):
         )
         if keras.backend.backend() == "tensorflow":
             # TensorFlow-only, imported lazily: this module stays backend-neutral.
-            from keras_gblend import compat, distribute
+            # A check only: the Keras fixes are applied by `get_strategy` or the
+            # user (`distribute.apply_fixes`), never as a side effect of compile.
+            from keras_gblend import distribute
 
-            if self.distribute_strategy.num_replicas_in_sync > 1:
-                compat.apply_distribute_fixes()
             distribute.check_compatibility(
                 self.distribute_strategy,
                 jit_compile=self.jit_compile,
