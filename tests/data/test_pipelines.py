@@ -101,8 +101,8 @@ def test_file_cache(tmp_path):
 @pytest.mark.parametrize(
     "x, y, kwargs, match",
     [
-        ([1, 2], [0, 1], {}, "`x` must be a non-empty dict"),
-        ({}, [0, 1], {}, "`x` must be a non-empty dict"),
+        ([1, 2], [0, 1], {}, "x must be a non-empty dict"),
+        ({}, [0, 1], {}, "x must be a non-empty dict"),
         ({"a": np.zeros((3, 2))}, [0, 1], {}, r"same number of examples.*\{'a': 3\}"),
         ({"a": np.zeros((0, 2))}, np.zeros(0), {}, "empty"),
         ({"a": np.zeros((2, 2))}, [0, 1], dict(batch_size=0), "`batch_size`"),
