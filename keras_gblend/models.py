@@ -97,10 +97,7 @@ class GBlendModel(keras.Model):
 
     def get_blend_weights(self):
         """Returns the current loss weights as a dict of Python floats."""
-        return {
-            name: float(ops.convert_to_numpy(v))
-            for name, v in self._blend_weights.items()
-        }
+        return {name: float(v.numpy()) for name, v in self._blend_weights.items()}
 
     def set_blend_weights(self, weights):
         """Assigns new loss weights; they apply from the next training step.
