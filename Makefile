@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 TORCH ?= torch==2.13.0
 # Tests and doctests that run on every backend.
 BACKEND_TESTS := tests/backends keras_gblend/blending.py keras_gblend/models.py \
-	keras_gblend/tf_support.py keras_gblend/data/arrays.py keras_gblend/data/splits.py
+	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py
 
 .PHONY: demo test test-all test-backends test-jax test-torch lint format clean
 
