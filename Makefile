@@ -1,19 +1,41 @@
 # Two commands do everything on a fresh clone:
-#   make demo   # builds .venv, installs the package, runs the G-Blend comparison
-#   make test   # same environment, runs the test suite
+#   make demo   # builds .venv (TensorFlow, CPU), installs the package, runs the comparison
+#   make test   # same environment, runs the whole test suite (slow tests included)
+# and one more for the other Keras backends (each in its own venv, without TensorFlow):
+#   make test-backends   # the backend-neutral tests under JAX and under PyTorch
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The PyTorch build for .venv-torch: a CPU wheel (a plain `torch` is a CUDA build
+# of several GB).
+TORCH ?= torch==2.13.0
+# Tests and doctests that run on every backend (the core's modules and the
+# backend-neutral data modules).
+BACKEND_TESTS := tests/backends keras_gblend/blending.py keras_gblend/models.py \
+	keras_gblend/callbacks.py keras_gblend/estimation.py keras_gblend/measure.py \
+	keras_gblend/history.py keras_gblend/encoders.py keras_gblend/fusion.py \
+	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py
 
-.PHONY: demo test test-all lint format clean
+.PHONY: demo test test-all test-backends test-jax test-torch lint format clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,plot]"
+	$(PY) -m pip install --quiet -e ".[tensorflow-cpu,test,plot]"
 	touch $(STAMP)
+
+.venv-jax/.installed: setup.py
+	test -x .venv-jax/bin/python || $(PYTHON) -m venv .venv-jax
+	.venv-jax/bin/python -m pip install --quiet -e ".[jax,test]"
+	touch $@
+
+.venv-torch/.installed: setup.py
+	test -x .venv-torch/bin/python || $(PYTHON) -m venv .venv-torch
+	.venv-torch/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-torch/bin/python -m pip install --quiet -e ".[torch,test]"
+	touch $@
 
 demo: $(STAMP)
 	$(PY) -m experiments.compare --preset=demo --output_dir=runs/demo
@@ -21,8 +43,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-test-all: $(STAMP)
-	$(PY) -m pytest -m ""
+# Kept for muscle memory: `make test` runs everything now.
+test-all: test
+
+test-jax: .venv-jax/.installed
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest $(BACKEND_TESTS)
+
+test-torch: .venv-torch/.installed
+	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest $(BACKEND_TESTS)
+
+test-backends: test-jax test-torch
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -33,4 +63,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-jax .venv-torch runs .pytest_cache build *.egg-info

@@ -192,6 +192,10 @@ class GBlendModel(OutputModes, keras.Model):
                 wrong keys, or a setting is known to break under the model's
                 `tf.distribute` strategy (`jit_compile=True` or
                 `steps_per_execution > 1` with several replicas).
+
+        Warns:
+            UserWarning: Under a `tf.distribute` strategy of several replicas
+                without `keras_gblend.distribute.apply_fixes()` in effect.
         """
         if loss_weights is not None:
             raise ValueError(
@@ -223,21 +227,36 @@ class GBlendModel(OutputModes, keras.Model):
             metrics=metrics,
             **kwargs,
         )
+        # What `get_compile_config` saves: everything but the blend-weight
+        # variables (saved with the weights; not serializable on JAX/PyTorch).
+        self._gblend_compile_args = dict(
+            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
+        )
         if keras.backend.backend() == "tensorflow":
             # TensorFlow-only, imported lazily: this module stays backend-neutral.
-            from keras_gblend import compat, distribute
+            # A check only: the Keras fixes are applied by `get_strategy` or the
+            # user (`distribute.apply_fixes`), never as a side effect of compile.
+            from keras_gblend import distribute
 
-            if self.distribute_strategy.num_replicas_in_sync > 1:
-                compat.apply_distribute_fixes()
             distribute.check_compatibility(
                 self.distribute_strategy,
                 jit_compile=self.jit_compile,
                 steps_per_execution=self.steps_per_execution,
             )
 
+    def get_compile_config(self):
+        if not self.compiled or not hasattr(self, "_gblend_compile_args"):
+            return super().get_compile_config()
+        return keras.saving.serialize_keras_object(self._gblend_compile_args)
+
     def compile_from_config(self, config):
+        config = dict(config)
+        config.pop("loss_weights", None)  # files saved before get_compile_config
+        optimizer = config.pop("optimizer", None)
         config = keras.utils.deserialize_keras_object(config)
-        config.pop("loss_weights", None)
+        if optimizer is not None:
+            # By name: an optimizer saved on PyTorch names a torch-only module.
+            config["optimizer"] = keras.optimizers.get(optimizer)
         self.compile(**config)
         if self.built and hasattr(self, "optimizer"):
             self.optimizer.build(self.trainable_variables)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend import compat, distribute
+from keras_gblend import distribute
 from tests.scripts import runner
 
 # Measured on 2 CPU cores (Keras 3.15.1, TF 2.21.0, op determinism on): mirrored
@@ -25,12 +25,12 @@ LOSS_RTOL = 1e-4
 
 
 @pytest.fixture(autouse=True)
-def no_compat_fix_leaks():
-    """`get_strategy` applies the compat fix; undo it after each test."""
-    applied = compat.distribute_fixes_applied()
+def no_fix_leaks():
+    """`get_strategy` applies the Keras fixes; undo them after each test."""
+    applied = distribute.fixes_applied()
     yield
     if not applied:
-        compat.remove_distribute_fixes()
+        distribute.remove_fixes()
 
 
 def test_default_strategy_has_one_replica():
@@ -43,7 +43,7 @@ def test_mirrored_strategy_uses_every_logical_cpu_in_process():
     strategy = distribute.get_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     assert strategy.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
-    assert compat.distribute_fixes_applied()
+    assert distribute.fixes_applied()
 
 
 @pytest.mark.parametrize("name", ["Mirrored", "tpu", "", None])
@@ -72,6 +72,7 @@ def _fake_mirrored(num_replicas):
     ids=["jit_compile", "steps_per_execution"],
 )
 def test_check_compatibility_rejects_known_broken_mirrored_settings(kwargs, match):
+    distribute.apply_fixes()
     with pytest.raises(ValueError, match=match) as info:
         distribute.check_compatibility(_fake_mirrored(2), **kwargs)
     # What, why, where it is tracked, what to do, and what was received.
@@ -91,8 +92,37 @@ def test_check_compatibility_rejects_known_broken_mirrored_settings(kwargs, matc
     ids=["default", "one_replica", "auto", "plain"],
 )
 def test_check_compatibility_accepts_working_settings(strategy, kwargs):
+    distribute.apply_fixes()
     strategy = strategy or tf.distribute.get_strategy()
     distribute.check_compatibility(strategy, **kwargs)
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_check_compatibility_warns_only_for_replicas_without_fixes(num_replicas):
+    distribute.remove_fixes()
+    strategy = _fake_mirrored(num_replicas)
+    if num_replicas == 1:
+        distribute.check_compatibility(strategy)  # warnings are errors here
+    else:
+        with pytest.warns(
+            UserWarning,
+            match=r"MirroredStrategy with 2 replicas.*"
+            r"apply_fixes\(\) is not in effect",
+        ):
+            distribute.check_compatibility(strategy)
+    distribute.apply_fixes()
+    distribute.check_compatibility(strategy)  # silent with the fixes
+    # The check never patches Keras itself.
+    distribute.remove_fixes()
+    with pytest.warns(UserWarning) if num_replicas > 1 else _no_warning():
+        distribute.check_compatibility(strategy)
+    assert not distribute.fixes_applied()
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def test_mirrored_training_matches_single_device():

@@ -10,9 +10,12 @@ Defaults: 1.0 s clips at 8 kHz (8000 samples), 256-sample Hann frames (32 ms)
 every 160 samples (20 ms), a 256-point FFT and 32 mel bins from 20 Hz to 4 kHz,
 giving features of shape (49, 32). The log offset 1e-3 puts digital silence (the
 zero padding) at log(1e-3) = -6.9, just under the recordings' own noise floor.
+Needs TensorFlow installed (any Keras backend).
 """
 
-import tensorflow as tf
+from keras_gblend.tf_support import require_tensorflow
+
+tf = require_tensorflow("keras_gblend.data.audio (log-mel audio features)")
 
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 1.0

@@ -23,7 +23,6 @@ import hashlib
 import os
 
 import numpy as np
-import tensorflow as tf
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "av_digits.npz")
 EXPECTED_CHECKSUM = "ccf27c5991e1a4558d8eabe9366c9c81df96f6ce1e5871fb5a8e880d6000bbb6"
@@ -133,7 +132,7 @@ def load_av_digits(split="train", path=None):
 
 
 def av_digits_dataset(split="train", batch_size=32, shuffle=None, seed=None):
-    """Returns AV-Digits as a batched `tf.data.Dataset`.
+    """Returns AV-Digits as a batched `tf.data.Dataset` (needs TensorFlow).
 
     Args:
         split: "train", "test" or "all" (see `load_av_digits`).
@@ -159,8 +158,11 @@ def av_digits_dataset(split="train", batch_size=32, shuffle=None, seed=None):
         raise ValueError(
             f"`batch_size` must be a positive int. Received {batch_size!r}."
         )
+    # TensorFlow only, imported here: loading the arrays needs no TensorFlow.
+    from keras_gblend.data.datasets import make_dataset
+
     data = load_av_digits(split)
-    dataset = tf.data.Dataset.from_tensor_slices((data.x, data.y))
-    if shuffle if shuffle is not None else split == "train":
-        dataset = dataset.shuffle(len(data.y), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    shuffle = shuffle if shuffle is not None else split == "train"
+    return make_dataset(
+        data.x, data.y, batch_size=batch_size, shuffle=shuffle, seed=seed
+    )

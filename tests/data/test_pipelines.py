@@ -101,8 +101,8 @@ def test_file_cache(tmp_path):
 @pytest.mark.parametrize(
     "x, y, kwargs, match",
     [
-        ([1, 2], [0, 1], {}, "`x` must be a non-empty dict"),
-        ({}, [0, 1], {}, "`x` must be a non-empty dict"),
+        ([1, 2], [0, 1], {}, "x must be a non-empty dict"),
+        ({}, [0, 1], {}, "x must be a non-empty dict"),
         ({"a": np.zeros((3, 2))}, [0, 1], {}, r"same number of examples.*\{'a': 3\}"),
         ({"a": np.zeros((0, 2))}, np.zeros(0), {}, "empty"),
         ({"a": np.zeros((2, 2))}, [0, 1], dict(batch_size=0), "`batch_size`"),
@@ -449,3 +449,14 @@ def test_empty_dataset_trains_nothing_and_keras_warns():
     assert history.history == {}
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pipelines_are_split_by_source_and_reached_lazily_from_data():
+    import keras_gblend.data as data_pkg
+    from keras_gblend.data import datasets, files, tfrecord
+
+    assert data_pkg.make_dataset is datasets.make_dataset is pipelines.make_dataset
+    assert pipelines.write_tfrecord is tfrecord.write_tfrecord
+    assert pipelines.files_dataset is files.files_dataset
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        data_pkg.no_such_thing  # noqa: B018

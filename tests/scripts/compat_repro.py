@@ -1,8 +1,8 @@
-"""Reproduces the Keras tf.distribute bugs that `keras_gblend.compat` fixes.
+"""Reproduces the Keras tf.distribute bugs that `distribute.apply_fixes` fixes.
 
 Standalone: `TF_CPP_MIN_LOG_LEVEL=2 python tests/scripts/compat_repro.py --case C`.
 Runs the case first with Keras as it is (the upstream bug should show), then with
-`compat.apply_distribute_fixes()`. The last line of stdout is one JSON object:
+`distribute.apply_fixes()`. The last line of stdout is one JSON object:
 `{"case", "versions", "without_fix": error or null, "with_fix": results}`.
 
 Cases:
@@ -38,9 +38,11 @@ if args.case == "uneven_mirrored":
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
 
+import warnings  # noqa: E402
+
 import keras  # noqa: E402
 
-from keras_gblend import build_gblend_model, compat  # noqa: E402
+from keras_gblend import build_gblend_model, distribute  # noqa: E402
 
 rng = np.random.default_rng(0)
 NUM = 25
@@ -96,17 +98,17 @@ result = {
     "case": args.case,
     "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
 }
-compat.remove_distribute_fixes()
-# GBlendModel.compile applies the fixes under a multi-replica strategy: keep them
-# off for the run that shows the upstream failure.
-apply_fixes = compat.apply_distribute_fixes
-compat.apply_distribute_fixes = lambda **kwargs: False
-try:
-    run()
-    result["without_fix"] = None
-except Exception as error:  # noqa: BLE001 - reporting the upstream failure
-    result["without_fix"] = short(error)
-compat.apply_distribute_fixes = apply_fixes
-result["applied"] = compat.apply_distribute_fixes()
+distribute.remove_fixes()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        run()
+        result["without_fix"] = None
+    except Exception as error:  # noqa: BLE001 - reporting the upstream failure
+        result["without_fix"] = short(error)
+# GBlendModel.compile never patches Keras; it warns when the fixes are missing.
+result["warnings"] = [str(w.message) for w in caught]
+result["applied_by_compile"] = distribute.fixes_applied()
+result["applied"] = distribute.apply_fixes()
 result["with_fix"] = run()
 print(json.dumps(result), flush=True)

@@ -32,7 +32,7 @@ args = parser.parse_args()
 
 import keras  # noqa: E402
 
-from keras_gblend import GBlendCallback, build_gblend_model, compat, data  # noqa: E402
+from keras_gblend import GBlendCallback, build_gblend_model, data, distribute  # noqa: E402
 
 SEED = 11
 GLOBAL_BATCH = 16
@@ -40,10 +40,7 @@ GLOBAL_BATCH = 16
 multi_worker = "TF_CONFIG" in os.environ
 if multi_worker:
     if args.fix:
-        compat.apply_distribute_fixes()
-    else:
-        # GBlendModel.compile applies the fixes under several replicas: keep them off.
-        compat.apply_distribute_fixes = lambda **kwargs: False
+        distribute.apply_fixes()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
 else:
     strategy = tf.distribute.get_strategy()

@@ -1,9 +1,9 @@
-"""Tests for keras_gblend.compat, the tf.distribute fixes for Keras 3.15.
+"""Tests for `keras_gblend.distribute.apply_fixes`: tf.distribute fixes for Keras.
 
 The upstream-bug tests FAIL when Keras/TensorFlow change: either the bug no
 longer reproduces without the fix (drop the fix for those versions) or the
 installed versions are not the verified ones (re-verify, then extend
-`compat.VERIFIED_VERSIONS`). Upstream: keras-team/keras#20585,
+`distribute.VERIFIED_VERSIONS`). Upstream: keras-team/keras#20585,
 tensorflow/tensorflow#72388, keras-team/keras#19246.
 """
 
@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend import build_gblend_model, compat
+from keras_gblend import build_gblend_model, distribute
 from tests.scripts import runner
 
 
 @pytest.fixture(autouse=True)
 def restore_keras():
     """Leaves Keras as the test found it."""
-    applied = compat.distribute_fixes_applied()
+    applied = distribute.fixes_applied()
     yield
     if applied:
-        compat.apply_distribute_fixes()
+        distribute.apply_fixes()
     else:
-        compat.remove_distribute_fixes()
+        distribute.remove_fixes()
 
 
 @pytest.mark.parametrize(
@@ -40,29 +40,29 @@ def restore_keras():
     ],
 )
 def test_fix_is_gated_on_verified_versions(keras_version, tf_version, expected):
-    assert compat.distribute_fixes_verified(keras_version, tf_version) is expected
+    assert distribute.fixes_verified(keras_version, tf_version) is expected
 
 
 def test_installed_versions_are_the_verified_ones():
     """Fails on other versions: re-run the slow tests, then update the gate."""
-    assert compat.distribute_fixes_verified(), (keras.__version__, tf.__version__)
+    assert distribute.fixes_verified(), (keras.__version__, tf.__version__)
 
 
 def test_apply_is_idempotent_and_remove_restores_keras():
     from keras.src.backend.tensorflow import trainer
 
-    compat.remove_distribute_fixes()
+    distribute.remove_fixes()
     original = (
         trainer.reduce_per_replica,
         trainer.TensorFlowTrainer._maybe_symbolic_build,
     )
-    assert compat.apply_distribute_fixes() is True
-    assert compat.apply_distribute_fixes() is True
-    assert compat.distribute_fixes_applied()
+    assert distribute.apply_fixes() is True
+    assert distribute.apply_fixes() is True
+    assert distribute.fixes_applied()
     assert trainer.reduce_per_replica is not original[0]
-    compat.remove_distribute_fixes()
-    compat.remove_distribute_fixes()
-    assert not compat.distribute_fixes_applied()
+    distribute.remove_fixes()
+    distribute.remove_fixes()
+    assert not distribute.fixes_applied()
     assert (
         trainer.reduce_per_replica,
         trainer.TensorFlowTrainer._maybe_symbolic_build,
@@ -70,12 +70,12 @@ def test_apply_is_idempotent_and_remove_restores_keras():
 
 
 def test_unverified_versions_are_not_patched(monkeypatch):
-    compat.remove_distribute_fixes()
-    monkeypatch.setattr(compat, "VERIFIED_VERSIONS", (("0.0", "0.0"),))
+    distribute.remove_fixes()
+    monkeypatch.setattr(distribute, "VERIFIED_VERSIONS", (("0.0", "0.0"),))
     with pytest.warns(UserWarning, match="not applied.*keras/issues/20585"):
-        assert compat.apply_distribute_fixes() is False
-    assert not compat.distribute_fixes_applied()
-    assert compat.apply_distribute_fixes(force=True) is True
+        assert distribute.apply_fixes() is False
+    assert not distribute.fixes_applied()
+    assert distribute.apply_fixes(force=True) is True
 
 
 def test_fix_leaves_single_device_training_unchanged():
@@ -97,9 +97,9 @@ def test_fix_leaves_single_device_training_unchanged():
         history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
         return model.get_weights(), history.history["loss"]
 
-    compat.remove_distribute_fixes()
+    distribute.remove_fixes()
     weights, losses = train()
-    compat.apply_distribute_fixes()
+    distribute.apply_fixes()
     keras.backend.clear_session()
     patched_weights, patched_losses = train()
     assert losses == patched_losses
@@ -122,6 +122,10 @@ def test_upstream_bug_reproduces_without_fix_and_fix_works(case, upstream_error)
         "The upstream bug no longer reproduces on "
         f"{result['versions']}: drop the fix for these versions. Got {result}."
     )
+    # GBlendModel.compile did not patch Keras; it warned under two replicas.
+    assert result["applied_by_compile"] is False
+    warned = any("apply_fixes() is not in effect" in w for w in result["warnings"])
+    assert warned is (case == "uneven_mirrored"), result["warnings"]
     assert result["applied"] is True
     if case == "scalar_metrics":
         assert set(result["with_fix"]) >= {"loss", "fused_loss", "fused_accuracy"}
