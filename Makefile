@@ -16,7 +16,10 @@ TORCH ?= torch==2.13.0
 BACKEND_TESTS := tests/backends keras_gblend/blending.py keras_gblend/models.py \
 	keras_gblend/callbacks.py keras_gblend/estimation.py keras_gblend/measure.py \
 	keras_gblend/history.py keras_gblend/encoders.py keras_gblend/fusion.py \
-	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py
+	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py \
+	keras_gblend/inference.py keras_gblend/output_modes.py keras_gblend/state.py \
+	keras_gblend/estimators.py tests/test_inference.py tests/test_state.py \
+	tests/test_blending.py
 
 .PHONY: demo test test-all test-backends test-jax test-torch lint format clean
 

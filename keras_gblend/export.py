@@ -26,10 +26,12 @@ import itertools
 import os
 
 import keras
-import tensorflow as tf
 
 from keras_gblend import inference
 from keras_gblend.models import FUSED, GBlendModel
+from keras_gblend.tf_support import require_tensorflow
+
+tf = require_tensorflow("keras_gblend.export (SavedModel export)", backend=True)
 
 DEFAULT = "serving_default"
 OUTPUT = "probabilities"
