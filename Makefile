@@ -14,6 +14,7 @@ TORCH ?= torch==2.13.0
 # Tests and doctests that run on every backend (the core's modules and the
 # backend-neutral data modules).
 BACKEND_TESTS := tests/backends keras_gblend/blending.py keras_gblend/models.py \
+	keras_gblend/builder.py keras_gblend/heads.py \
 	keras_gblend/callbacks.py keras_gblend/estimation.py keras_gblend/measure.py \
 	keras_gblend/history.py keras_gblend/encoders.py keras_gblend/fusion.py \
 	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py \

@@ -7,9 +7,10 @@ References:
 
 from keras_gblend import blending, data, estimators, inference, state
 from keras_gblend.blending import BlendEstimate, blend_from_losses, blend_weights
+from keras_gblend.builder import build_gblend_model
 from keras_gblend.callbacks import GBlendCallback, GBlendWarning
 from keras_gblend.measure import head_losses
-from keras_gblend.models import FUSED, GBlendModel, build_gblend_model
+from keras_gblend.models import FUSED, GBlendModel
 from keras_gblend.ogm import OGMGEModel, OGMSchedule
 
 __version__ = "0.1.0"

@@ -1,11 +1,11 @@
 """The multi-head G-Blend model: one classifier head per modality plus a fused head.
 
-`build_gblend_model` joins one Keras functional sub-model per modality into a single
-`GBlendModel` whose outputs are keyed by modality name plus `"fused"`. The model
-owns one non-trainable loss-weight variable per head and passes them to `compile`,
-so a callback's `assign` takes effect at the next training step without re-tracing
-(Keras bakes Python-float loss weights into the traced train function; a dict of
-variables is read at every step).
+`keras_gblend.build_gblend_model` (in `builder.py`) joins one Keras functional
+sub-model per modality into a single `GBlendModel` whose outputs are keyed by
+modality name plus `"fused"`. The model owns one non-trainable loss-weight
+variable per head and passes them to `compile`, so a callback's `assign` takes
+effect at the next training step without re-tracing (Keras bakes Python-float loss
+weights into the traced train function; a dict of variables is read at every step).
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from collections.abc import Mapping
 
 import keras
 import numpy as np
-from keras import ops
 
-from keras_gblend import fusion as fusion_lib
+from keras_gblend.heads import FUSED, check_modalities, weights_vector
 from keras_gblend.output_modes import OutputModes
-
-FUSED = "fused"
 
 
 @keras.saving.register_keras_serializable(package="keras_gblend")
@@ -83,7 +80,7 @@ class GBlendModel(OutputModes, keras.Model):
                 "`modalities` must list the modality names (at least two). "
                 "Received None. Use `build_gblend_model` to build this model."
             )
-        self.modalities = _check_modalities(modalities)
+        self.modalities = check_modalities(modalities)
         self.head_names = self.modalities + (FUSED,)
         if not isinstance(self.output, dict) or set(self.output) != set(
             self.head_names
@@ -93,7 +90,7 @@ class GBlendModel(OutputModes, keras.Model):
                 f"`outputs` must be a dict keyed by {list(self.head_names)}. "
                 f"Received output keys {received}."
             )
-        weights = _weights_vector(initial_blend_weights, self.head_names)
+        weights = weights_vector(initial_blend_weights, self.head_names)
         self.initial_blend_weights = dict(zip(self.head_names, weights.tolist()))
         self._blend_weights = {
             name: self.add_weight(
@@ -127,7 +124,7 @@ class GBlendModel(OutputModes, keras.Model):
             ValueError: If a head is missing or unknown, or a weight is negative
                 or not finite.
         """
-        values = _weights_vector(weights, self.head_names, normalise=False)
+        values = weights_vector(weights, self.head_names, normalise=False)
         for name, value in zip(self.head_names, values):
             self._blend_weights[name].assign(float(value))
 
@@ -310,183 +307,3 @@ class GBlendModel(OutputModes, keras.Model):
         config["output_mode"] = self.output_mode
         config["output_weights"] = self.output_weights
         return config
-
-
-def build_gblend_model(
-    branches,
-    num_classes,
-    *,
-    fusion="concat",
-    fused_hidden_units=None,
-    dropout=0.0,
-    initial_blend_weights=None,
-    name="gblend",
-):
-    """Joins one feature sub-model per modality into a multi-head `GBlendModel`.
-
-    Each branch gets its own linear softmax classifier (the modality head); the
-    branch features are fused (late fusion by concatenation by default) and fed
-    to the fused classifier head.
-
-    Args:
-        branches: Mapping from modality name to a Keras model with one input and
-            one rank-2 output `(batch, features)`. At least two modalities; names
-            must be valid Keras names and must not be `"fused"`.
-        num_classes: Number of classes (>= 2).
-        fusion: `"concat"` (late fusion by concatenation), `"sum"`, or a callable
-            mapping a list of feature tensors to one tensor (see
-            `keras_gblend.fusion`).
-        fused_hidden_units: Optional width of a ReLU layer between the fused
-            features and the fused classifier.
-        dropout: Dropout rate applied to the features before every head.
-        initial_blend_weights: Starting loss weights (mapping or sequence in
-            head order); default uniform.
-        name: Model name.
-
-    Returns:
-        A `GBlendModel` with one input per modality (named by modality) and
-        softmax outputs keyed by modality name plus `"fused"`.
-
-    Raises:
-        ValueError: If fewer than two modalities are given, a name is invalid,
-            a branch is not a Keras model, has several inputs, or its output is
-            not rank 2, or `num_classes < 2`.
-
-    Example:
-
-    >>> import keras
-    >>> branches = {
-    ...     "image": keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]),
-    ...     "audio": keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)]),
-    ... }
-    >>> model = build_gblend_model(branches, num_classes=3)
-    >>> sorted(model.output)
-    ['audio', 'fused', 'image']
-    """
-    if not isinstance(branches, Mapping):
-        raise ValueError(
-            "`branches` must be a mapping from modality name to a Keras model. "
-            f"Received {type(branches).__name__}."
-        )
-    modalities = _check_modalities(branches)
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2. Received {num_classes}.")
-    fuse = fusion_lib.get(fusion)
-    inputs, features, outputs = {}, {}, {}
-    for modality in modalities:
-        branch = branches[modality]
-        _check_branch(modality, branch)
-        inputs[modality] = keras.Input(
-            shape=branch.inputs[0].shape[1:],
-            dtype=branch.inputs[0].dtype,
-            name=modality,
-        )
-        features[modality] = branch(inputs[modality])
-    for modality in modalities:
-        x = features[modality]
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{modality}_dropout")(x)
-        outputs[modality] = keras.layers.Dense(
-            num_classes, activation="softmax", name=f"{modality}_head"
-        )(x)
-    fused = fuse([features[m] for m in modalities])
-    if fused_hidden_units:
-        fused = keras.layers.Dense(
-            fused_hidden_units, activation="relu", name="fused_hidden"
-        )(fused)
-    if dropout:
-        fused = keras.layers.Dropout(dropout, name="fused_dropout")(fused)
-    outputs[FUSED] = keras.layers.Dense(
-        num_classes, activation="softmax", name="fused_head"
-    )(fused)
-    return GBlendModel(
-        inputs=inputs,
-        outputs=outputs,
-        modalities=modalities,
-        initial_blend_weights=initial_blend_weights,
-        name=name,
-    )
-
-
-def _check_modalities(modalities):
-    names = tuple(modalities)
-    if len(names) < 2:
-        raise ValueError(
-            "G-Blend needs at least two modalities. "
-            f"Received {len(names)}: {list(names)}."
-        )
-    for name in names:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(
-                "Modality names must be strings that are valid identifiers "
-                f"(letters, digits, underscores). Received {name!r}."
-            )
-        if name == FUSED:
-            raise ValueError(
-                f"A modality cannot be named {FUSED!r}: that name is reserved for "
-                f"the fused head. Received modalities {list(names)}."
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"Modality names must be unique. Received {list(names)}.")
-    return names
-
-
-def _check_branch(modality, branch):
-    if not isinstance(branch, keras.Model):
-        raise ValueError(
-            f"Branch {modality!r} must be a Keras model. "
-            f"Received {type(branch).__name__}."
-        )
-    try:
-        branch_inputs, branch_outputs = branch.inputs, branch.outputs
-    except (AttributeError, ValueError):
-        branch_inputs = branch_outputs = None
-    if not branch_inputs or not branch_outputs:
-        raise ValueError(
-            f"Branch {modality!r} must be a built functional or Sequential model "
-            "with a defined input (start Sequential models with keras.Input)."
-        )
-    if branch.name in (modality, FUSED) or branch.name.endswith("_head"):
-        raise ValueError(
-            f"Branch {modality!r} is named {branch.name!r}, which clashes with the "
-            "layer names of the G-Blend model (inputs are named by modality, heads "
-            f"'<modality>_head'); name it e.g. {modality + '_encoder'!r}."
-        )
-    if len(branch_inputs) != 1:
-        raise ValueError(
-            f"Branch {modality!r} must have exactly one input. "
-            f"Received {len(branch_inputs)} inputs."
-        )
-    if len(branch_outputs) != 1 or len(branch_outputs[0].shape) != 2:
-        shapes = [tuple(o.shape) for o in branch_outputs]
-        raise ValueError(
-            f"Branch {modality!r} must output one rank-2 feature tensor "
-            f"(batch, features); add a Flatten or pooling layer. Received output "
-            f"shapes {shapes}."
-        )
-
-
-def _weights_vector(weights, head_names, normalise=True):
-    num_heads = len(head_names)
-    if weights is None:
-        return np.full(num_heads, 1.0 / num_heads)
-    if isinstance(weights, Mapping):
-        if set(weights) != set(head_names):
-            raise ValueError(
-                f"Blend weights must have exactly the keys {list(head_names)}. "
-                f"Received {sorted(weights)}."
-            )
-        weights = [weights[name] for name in head_names]
-    values = np.asarray(ops.convert_to_numpy(weights), dtype=np.float64).reshape(-1)
-    if values.size != num_heads:
-        raise ValueError(
-            f"Expected {num_heads} blend weights, one per head {list(head_names)}. "
-            f"Received {values.size}."
-        )
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(
-            f"Blend weights must be finite and >= 0. Received {values.tolist()}."
-        )
-    if normalise and values.sum() <= 0:
-        raise ValueError(f"Blend weights must not all be 0. Received {values}.")
-    return values

@@ -32,7 +32,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_gblend.models import FUSED, _check_branch, _check_modalities
+from keras_gblend.heads import FUSED, check_branch, check_modalities
 
 
 def ogm_scores(features, kernel, bias, labels):
@@ -163,9 +163,9 @@ class OGMGEModel(keras.Model):
                 f"`branches` must be a dict from modality name to model. "
                 f"Received {type(branches).__name__}."
             )
-        self.modalities = _check_modalities(tuple(branches))
+        self.modalities = check_modalities(tuple(branches))
         for name, branch in branches.items():
-            _check_branch(name, branch)
+            check_branch(name, branch)
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be >= 2. Received {num_classes}.")
         if not alpha > 0:

@@ -65,9 +65,9 @@ class OutputModes:
                 `weights` has the wrong keys or values.
         """
         if weights is not None:
-            from keras_gblend.models import _weights_vector
+            from keras_gblend.heads import weights_vector
 
-            values = _weights_vector(weights, self.head_names)
+            values = weights_vector(weights, self.head_names)
             weights = dict(zip(self.head_names, (values / values.sum()).tolist()))
         weights = getattr(self, "output_weights", None) if weights is None else weights
         self.output_mode = inference.check_mode(mode, weights)
