@@ -24,6 +24,7 @@ SMOKE_DEMO = (
 EQUIVALENTS = {
     "make demo": SMOKE_DEMO,  # The same program, the smoke preset.
     "make test": None,  # This suite.
+    "make test-backends": None,  # CI runs it (tests/backends on JAX and PyTorch).
     "make lint": None,  # ruff; the CI runs it.
     "pip install": None,  # Needs the network; `make demo` runs the same install.
     ".venv/bin/python tools/plot_blend.py": "README",  # As written, after the demo.
@@ -62,8 +63,12 @@ def _commands():
                 yield command
 
 
+def _prefixes(command):
+    return [p for p in EQUIVALENTS if command == p or command.startswith(p + " ")]
+
+
 def _equivalent(command):
-    (prefix,) = [p for p in EQUIVALENTS if command.startswith(p)]
+    (prefix,) = _prefixes(command)
     return EQUIVALENTS[prefix]
 
 
@@ -85,7 +90,7 @@ def test_every_command_is_covered():
     commands = list(_commands())
     assert any("tools/plot_blend.py" in c for c in commands)
     for command in commands:
-        matches = [p for p in EQUIVALENTS if command.startswith(p)]
+        matches = _prefixes(command)
         assert len(matches) == 1, f"README command without an equivalent: {command}"
 
 
