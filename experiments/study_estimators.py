@@ -1,0 +1,158 @@
+"""Robust G-Blend estimators (pure numpy), staged here until `keras_gblend.estimators`.
+
+Every estimator has the signature of `keras_gblend.estimators`:
+`estimator(measurements, *, min_weight, overfit_floor, fallback) -> BlendEstimate`,
+`measurements` a list of objects with `epoch`, `train`, `heldout`, `train_sem`,
+`heldout_sem` (per-head losses on `T'` and `V` and their standard errors, latest
+last).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from keras_gblend import blending
+
+DEFAULT_WINDOW = 3
+DEFAULT_SHRINK = 1.0
+
+
+def window_deltas(measurements, window):
+    """`dG`, `dO` and their standard errors from the last `window` measurements.
+
+    Least-squares slopes over epochs of `L^V` and of `O = L^V - L^T`, times the
+    window's span in epochs, so that two measurements give exactly the paper's
+    two-point deltas: `dG = -slope(L^V) * span`, `dO = slope(O) * span`. Standard
+    errors propagate the measurements' own (`heldout_sem`, `train_sem`; 0 where
+    None), taken as independent: a slope is `sum_i c_i x_i`, so its variance is
+    `sum_i c_i^2 sem_i^2`.
+
+    Args:
+        measurements: Latest last, at least two.
+        window: Measurements used (>= 2); fewer if fewer exist.
+
+    Returns:
+        `(d_g, d_o, se_g, se_o)`, float64 arrays with one value per head.
+
+    Raises:
+        ValueError: With fewer than two measurements or `window < 2`.
+
+    Example:
+
+    >>> from types import SimpleNamespace as M
+    >>> ms = [M(epoch=e, train=[1 - 0.1 * e], heldout=[2 - 0.05 * e],
+    ...         train_sem=None, heldout_sem=None) for e in (0, 3, 6)]
+    >>> [v.round(3).tolist() for v in window_deltas(ms, 3)]
+    [[0.3], [0.3], [0.0], [0.0]]
+    """
+    if window < 2 or len(measurements) < 2:
+        raise ValueError(
+            "A G-Blend estimate needs a window >= 2 and two measurements. "
+            f"Received window={window}, {len(measurements)} measurement(s)."
+        )
+    used = measurements[-window:]
+    t = np.array([m.epoch for m in used], np.float64)
+    span = t[-1] - t[0]
+    if span <= 0:
+        raise ValueError(f"Measurement epochs must increase. Received {t.tolist()}.")
+    c = (t - t.mean()) / np.sum((t - t.mean()) ** 2) * span  # slope * span weights
+    heldout = np.array([m.heldout for m in used], np.float64)
+    train = np.array([m.train for m in used], np.float64)
+    sem_v = _sems(used, "heldout_sem", heldout.shape)
+    sem_t = _sems(used, "train_sem", heldout.shape)
+    d_g = -c @ heldout
+    d_o = c @ (heldout - train)
+    se_g = np.sqrt((c**2) @ sem_v**2)
+    se_o = np.sqrt((c**2) @ (sem_v**2 + sem_t**2))
+    return d_g, d_o, se_g, se_o
+
+
+def _sems(used, name, shape):
+    rows = [getattr(m, name, None) for m in used]
+    return np.array(
+        [np.zeros(shape[1]) if r is None else np.asarray(r, np.float64) for r in rows]
+    )
+
+
+def blend_robust(measurements, *, min_weight, overfit_floor, fallback, window, shrink):
+    """G-Blend weights from windowed deltas, shrunk by their uncertainty.
+
+    `dG` is soft-thresholded by `shrink` standard errors,
+    `dG* = max(dG - shrink * se(dG), 0)` (a head whose generalisation is within
+    `shrink` SE of 0 gets no raw weight), and `dO^2` is replaced by
+    `dO^2 + se(dO)^2` (the expected square of a noisy `dO`: no head gets a huge
+    weight only because its `dO` happened to land near 0). With `window=2`,
+    `shrink=0` and no standard errors this is exactly the paper's estimate. The
+    returned `d_g`, `d_o` and `ogr` are the unshrunk deltas.
+
+    Returns:
+        A `blending.BlendEstimate`.
+    """
+    d_g, d_o, se_g, se_o = window_deltas(measurements, window)
+    estimate = blending.blend_weights(
+        np.where(np.isfinite(d_g), np.maximum(d_g - shrink * se_g, 0.0), d_g),
+        np.sqrt(d_o**2 + se_o**2),
+        min_weight=min_weight,
+        overfit_floor=overfit_floor,
+        fallback=fallback,
+    )
+    return dataclasses.replace(estimate, d_g=d_g, d_o=d_o, ogr=blending.ogr(d_g, d_o))
+
+
+def uncertain(measurements, *, min_weight, overfit_floor, fallback):
+    """The paper's two-point estimate with `dG` shrunk and `dO^2` floored by its SE.
+
+    See `blend_robust` (`window=2`, `shrink=1`). Needs the measurements'
+    standard errors; without them it is the paper's estimate.
+
+    Example:
+
+    >>> from types import SimpleNamespace as M
+    >>> ms = [M(epoch=0, train=[2.0, 2.0], heldout=[2.0, 2.0],
+    ...         train_sem=[0.0, 0.0], heldout_sem=[0.01, 0.01]),
+    ...       M(epoch=3, train=[1.0, 1.0], heldout=[1.5, 1.99],
+    ...         train_sem=[0.0, 0.0], heldout_sem=[0.01, 0.01])]
+    >>> uncertain(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights
+    array([1., 0.])
+
+    References:
+        Wang, Tran, Feiszli. CVPR 2020, Eq. 3 and Proposition 1 (the
+        uncertainty terms are this package's addition).
+    """
+    return blend_robust(
+        measurements,
+        min_weight=min_weight,
+        overfit_floor=overfit_floor,
+        fallback=fallback,
+        window=2,
+        shrink=DEFAULT_SHRINK,
+    )
+
+
+def windowed(measurements, *, min_weight, overfit_floor, fallback):
+    """The paper's weights from slopes over the last 3 measurements.
+
+    See `blend_robust` (`window=3`, `shrink=0`; no standard errors used).
+    """
+    return blend_robust(
+        measurements,
+        min_weight=min_weight,
+        overfit_floor=overfit_floor,
+        fallback=fallback,
+        window=DEFAULT_WINDOW,
+        shrink=0.0,
+    )
+
+
+def robust(measurements, *, min_weight, overfit_floor, fallback):
+    """Windowed slopes (3 measurements) with the uncertainty terms of `uncertain`."""
+    return blend_robust(
+        measurements,
+        min_weight=min_weight,
+        overfit_floor=overfit_floor,
+        fallback=fallback,
+        window=DEFAULT_WINDOW,
+        shrink=DEFAULT_SHRINK,
+    )
