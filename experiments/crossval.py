@@ -26,6 +26,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -184,14 +185,10 @@ class Ledger:
         kind, fold, method, lr, seed = key
         if key not in self.records:
             record = dict(kind=kind, fold=fold, method=method, lr=lr, seed=seed)
-            record["rows"] = _jsonable(fn(*args))
+            record["rows"] = json.loads(json.dumps(fn(*args), default=float))
             self.records[key] = record
             self._append(record)
         return self.records[key]["rows"]
-
-
-def _jsonable(rows):
-    return json.loads(json.dumps(rows, default=float))
 
 
 def _result(fold, seed, lr, row):
@@ -358,8 +355,7 @@ PRESETS = {"full": dict(seeds=5, config={}), "smoke": dict(seeds=1, config=SMOKE
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    """Defines the script's flags (only when run as a script)."""
+def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
     flags.DEFINE_list(
         "methods",
@@ -370,6 +366,7 @@ def define_flags():
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
     flags.DEFINE_list("lr_grid", [str(v) for v in DEFAULT_GRID], "Learning-rate grid.")
     flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
+    flags.DEFINE_string("runner", "experiments.common:run_method", "module:run_fn")
     flags.DEFINE_string(
         "output", "runs/crossval/results.jsonl", "Resumable JSONL file."
     )
@@ -377,7 +374,7 @@ def define_flags():
 
 def main(argv):
     del argv
-    preset = PRESETS[FLAGS.preset]
+    preset, (module, name) = PRESETS[FLAGS.preset], FLAGS.runner.split(":")
     overrides = dict(preset["config"], **common.parse_overrides(FLAGS.config))
     config = dataclasses.replace(common.Config(), **overrides)
     results = run_protocol(
@@ -388,6 +385,7 @@ def main(argv):
         seeds=FLAGS.seeds or preset["seeds"],
         grid=tuple(float(v) for v in FLAGS.lr_grid),
         output=FLAGS.output,
+        run_fn=getattr(importlib.import_module(module), name),
     )
     table = format_table(summarise(results))
     with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
@@ -396,5 +394,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    _define_flags()
     app.run(main)

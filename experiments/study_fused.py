@@ -56,6 +56,11 @@ VARIANTS = {
     "dropout_x3": dict(weights="naive", dropout=True, scale=3.0),
     "gblend_dropout": dict(gblend=True, dropout=True),
     "gblend_x3_dropout": dict(gblend=True, scale=3.0, dropout=True),
+    # "heads": scale = number of heads (K + 1), fused floor = 1 / (K + 1).
+    "gblend_recipe": dict(
+        gblend=True, scale="heads", fused_floor="heads", dropout=True
+    ),
+    "uniform_heads_dropout": dict(weights="uniform", scale="heads", dropout=True),
 }
 
 
@@ -125,7 +130,10 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
         model.set_blend_weights(
             {h: float(h == FUSED) if naive else 1 / len(heads) for h in heads}
         )
-    lr = config.learning_rate * spec.get("scale", 1.0)
+    scale, floor = spec.get("scale", 1.0), spec.get("fused_floor")
+    scale = len(heads) if scale == "heads" else scale
+    floor = 1 / len(heads) if floor == "heads" else floor
+    lr = config.learning_rate * scale
     model.compile(
         optimizer=keras.optimizers.SGD(lr, momentum=config.momentum),
         loss="sparse_categorical_crossentropy",
@@ -142,8 +150,8 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
                 verbose=0,
             )
         )
-    if spec.get("fused_floor"):
-        callbacks.append(FusedFloor(spec["fused_floor"]))
+    if floor:
+        callbacks.append(FusedFloor(floor))
     model.fit(
         *train,
         epochs=config.epochs,
