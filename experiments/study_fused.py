@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 
 import keras
@@ -189,6 +188,41 @@ def run_any(method, task, config=None, seed=0):
     return common.run_method(method, task, config or common.Config(), seed)
 
 
+def format_study(rows):
+    """Markdown table of study rows: per variant, means over seeds (in %).
+
+    Columns: output head, every head, heads' ensemble, output head with the
+    audio shuffled, and the final weights.
+    """
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], []).append(r)
+    lines = [
+        "| variant | n | output % | heads % | ensemble % | audio shuffled % | weights |",  # noqa: E501
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in by.items():
+
+        def mean(get, rs=rs):
+            vals = [get(r) for r in rs]
+            return "–" if None in vals else f"{100 * np.mean(vals):.1f}"
+
+        heads = " ".join(
+            f"{h} {mean(lambda r, h=h: r['head_accuracy'][h])}"
+            for h in rs[0]["head_accuracy"]
+        )
+        weights = " ".join(
+            f"{h} {np.mean([r['weights'][h] for r in rs]):.2f}"
+            for h in (rs[0]["weights"] or {})
+        )
+        lines.append(
+            f"| {name} | {len(rs)} | {mean(lambda r: r['accuracy'])} | {heads} | "
+            f"{mean(lambda r: r.get('ensemble_accuracy'))} | "
+            f"{mean(lambda r: r.get('audio_shuffled_accuracy'))} | {weights} |"
+        )
+    return "\n".join(lines)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -236,7 +270,8 @@ def main(argv):
                     + " ".join(f"{h} {w:.2f}" for h, w in (r["weights"] or {}).items()),
                     flush=True,
                 )
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    rows = [r for rec in ledger.records.values() for r in rec.get("rows", [])]
+    print(format_study(rows))
 
 
 if __name__ == "__main__":

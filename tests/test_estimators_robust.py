@@ -103,3 +103,18 @@ def test_errors_name_the_problem():
         est.windowed(TWO[:1], **KW)
     with pytest.raises(ValueError, match="increase"):
         est.window_deltas([TWO[0], TWO[0]], 2)
+
+
+def test_fused_floor_raises_only_a_starved_fused_head():
+    def fixed(weights):
+        def estimator(measurements, **kwargs):
+            return blending.blend_weights(weights, [1.0] * len(weights))
+
+        return estimator
+
+    got = est.fused_floor(fixed([0.7, 0.25, 0.05]))([], **KW).weights
+    np.testing.assert_allclose(got, [0.7 * 2 / 3 / 0.95, 0.25 * 2 / 3 / 0.95, 1 / 3])
+    kept = est.fused_floor(fixed([0.2, 0.2, 0.6]))([], **KW).weights
+    np.testing.assert_allclose(kept, [0.2, 0.2, 0.6])
+    half = est.fused_floor(fixed([0.5, 0.5, 0.0]), floor=0.5)([], **KW).weights
+    np.testing.assert_allclose(half, [0.25, 0.25, 0.5])
