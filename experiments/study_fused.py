@@ -61,6 +61,14 @@ VARIANTS = {
     ),
     "uniform_heads_dropout": dict(weights="uniform", scale="heads", dropout=True),
 }
+RECIPE = VARIANTS["gblend_recipe"]
+# The recipe with another estimator of `keras_gblend.estimators`.
+VARIANTS.update(
+    {
+        f"recipe_{name}": dict(RECIPE, estimator=name)
+        for name in ("uncertain", "windowed", "robust")
+    }
+)
 
 
 class FusedFloor(keras.callbacks.Callback):
@@ -147,6 +155,7 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
                 super_epoch=config.super_epoch,
                 min_weight=config.min_weight,
                 verbose=0,
+                **({"estimator": spec["estimator"]} if "estimator" in spec else {}),
             )
         )
     if floor:
