@@ -19,8 +19,8 @@ factor 1/2). The paper is silent on edge cases; this module decides them:
   `overfit_floor ** 2`. Negative `dO` is fine otherwise (only its square is used).
 * A head whose `dG` or `dO` is NaN or infinite gets raw weight 0.
 * If no head has a positive, finite raw weight, the result falls back to
-  `fallback` (e.g. the previous weights) or to uniform weights, with
-  `status == "fallback"`.
+  `fallback` (e.g. the previous weights, returned as they are: `min_weight` is
+  not mixed in again) or to uniform weights, with `status == "fallback"`.
 * `min_weight` mixes the weights with the uniform distribution so that every head
   keeps at least `min_weight`: `w = m + (1 - K m) w_raw`.
 
@@ -179,7 +179,8 @@ def blend_weights(
             every `|dO_k|` stays above the floor.
         fallback: Weights to use when no head generalises (every `dG_k <= 0` or
             non-finite), e.g. the previous weights. Defaults to uniform. They are
-            validated and renormalised; `min_weight` is applied to them too.
+            validated and renormalised, not mixed with `min_weight` again (the
+            weights stay where they were).
 
     Returns:
         A `BlendEstimate`.
@@ -216,9 +217,9 @@ def blend_weights(
     total = raw.sum()
     if usable.any() and np.isfinite(total) and total > 0:
         weights, status = raw / total, "ok"
+        weights = min_weight + (1.0 - num_heads * min_weight) * weights
     else:
         weights, status = _fallback_weights(fallback, num_heads), "fallback"
-    weights = min_weight + (1.0 - num_heads * min_weight) * weights
     return BlendEstimate(
         weights=weights,
         d_g=d_g,
@@ -239,7 +240,8 @@ def _fallback_weights(fallback, num_heads):
         )
     if fallback.sum() <= 0:
         raise ValueError(f"`fallback` weights must not all be 0. Received {fallback}.")
-    return fallback / fallback.sum()
+    total = fallback.sum()
+    return fallback if total == 1.0 else fallback / total
 
 
 def blend_from_losses(

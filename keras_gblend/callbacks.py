@@ -2,82 +2,84 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import warnings
+import weakref
 
 import keras
 import numpy as np
 
-from keras_gblend import blending, io_utils, measure
+from keras_gblend import blending, estimation, estimators, measure, messages, state
+from keras_gblend.data import arrays
+from keras_gblend.messages import AdaptiveOptimizerWarning, GBlendWarning
+
+__all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
 MODES = ("in_situ", "exact")
-DEFAULT_MIN_WEIGHT = 0.05
-
-
-class GBlendWarning(UserWarning):
-    """Warns that a G-Blend estimate is degenerate (a head collapsed, none learns).
-
-    Example:
-
-    >>> import warnings
-    >>> warnings.filterwarnings("ignore", category=GBlendWarning)  # silence them
-    """
+WEIGHT_SCALES = ("sum_to_one", "num_heads")
+_OWNERS = weakref.WeakKeyDictionary()  # model -> (callback, params of its fit)
 
 
 class GBlendCallback(keras.callbacks.Callback):
     """Re-weights a `GBlendModel`'s per-head losses from measured overfitting.
 
-    Online, in-situ G-Blend: after `warmup_epochs`, the callback measures every
-    head's loss on a fixed training subset `T'` and on the held-out set `V` (in
-    inference mode); every `super_epoch` epochs after that it measures again,
-    computes `dG`, `dO` and the blend weights (`keras_gblend.blending`) between the
-    two measurements, and assigns the weights to the model's loss-weight variables,
-    effective at the next step with no re-trace. Until the first estimate the
-    model keeps its initial weights (uniform by default).
+    Every `super_epoch` epochs after `warmup_epochs`, the callback measures every
+    head's loss on `T'` and `V` (in inference mode, `keras_gblend.measure`),
+    estimates blend weights (`keras_gblend.estimators`) and assigns them to the
+    model's loss-weight variables (effective at the next step, no re-trace).
+    The record lives in `self.state` (`keras_gblend.state.BlendState`; epochs
+    counted as epochs completed) and, with `state_path`, in a file.
 
-    At the end of every epoch it writes, per head `h`, `gblend_weight_h`,
-    `gblend_dG_h`, `gblend_dO_h`, `gblend_ogr_h` (NaN before the first estimate),
-    and at estimate epochs `gblend_train_loss_h` and `gblend_heldout_loss_h`, into
-    `logs`, so `History`, `CSVLogger` and `TensorBoard` record them. Pass this
-    callback BEFORE `CSVLogger` in the callbacks list. Every estimate is also kept
-    in `self.estimates`.
+    Logs (for `History`, `CSVLogger`, `TensorBoard`; pass this callback before
+    them): `gblend_weight_<head>` every epoch (the weights in force, summing to
+    1); `gblend_dG_<head>`, `gblend_dO_<head>`, `gblend_ogr_<head>` at estimate
+    epochs and `gblend_train_loss_<head>`, `gblend_heldout_loss_<head>` at
+    measurement epochs only, never a NaN placeholder (like Keras's `val_*` keys
+    with `validation_freq`). `CSVLogger` fixes its columns at its first epoch, so
+    its file holds those per-estimate keys only if the first epoch has an
+    estimate; the state file always holds them (`keras_gblend.history`).
+    The estimate line and warnings are printed after Keras's progress bar line.
 
     Args:
         train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`, a fixed
             subset of the training data (see `keras_gblend.data.sample_subset`).
-        heldout: `V`: same form; drawn from the training data and never trained on
-            (see `keras_gblend.data.holdout_split`).
-        warmup_epochs: Epochs before the first reference measurement (>= 0).
-        super_epoch: Epochs between two measurements (>= 1).
-        min_weight: Smallest weight of any head (see `blending.blend_weights`).
-            Default 0.05, not the paper's 0: in in-situ mode a head whose weight
-            reaches 0 stops learning, so its held-out loss stops falling and it
-            never gets weight again. On AV-Digits (2 seeds) the fused head
-            scored 89.3% with 0 and 92.4% with 0.05 (see RESULTS.md).
-        smoothing: In `[0, 1)`: the new weights are
-            `(1 - smoothing) * estimate + smoothing * previous`. 0 follows the paper.
+        heldout: `V`: same forms; drawn from the training data, never trained on
+            (see `keras_gblend.data.holdout_split`), disjoint from `T'`.
+        warmup_epochs: Epochs before the first (reference) measurement (>= 0).
+        super_epoch: Epochs between two estimates (>= 1). The defaults
+            (2 and 3) are the project's recommended settings, used by the
+            experiments; estimating every epoch makes the weights jump.
+        min_weight: Smallest weight of a head, in `[0, 1/num_heads]`. Default
+            0.05, not the paper's 0: in in-situ mode a head at weight 0 stops
+            learning and never gets weight again.
+        smoothing: In `[0, 1)`: new weights are
+            `(1 - smoothing) * estimate + smoothing * previous`.
+        estimator: A name in `keras_gblend.estimators.ESTIMATORS` (default
+            `"paper"`: the last two measurements) or an estimator callable.
+        weight_scale: `"sum_to_one"` (the paper) or `"num_heads"`: the weights
+            assigned to the model are multiplied by the number of heads, so the
+            total gradient is comparable to naive training with SGD (logged and
+            recorded weights still sum to 1).
         overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
         batch_size: Batch size of the measurements when data are arrays.
-        mode: `"in_situ"` (default: measure the main model's own heads; costs two
-            small evaluations per super-epoch) or `"exact"` (the paper's
-            Algorithm 3: at every super-epoch, copies of each head's sub-model
-            start from the current weights, train `exact_epochs` epochs on
-            `train_data`, and are measured before and after; about K + 2 times
-            the cost of plain training). The main model's weights and optimizer
-            are never touched by the copies.
-        train_data: `(x, y)` arrays the exact mode's copies train on (the trained
-            part of the data, never `heldout`). Required for `mode="exact"`.
+        mode: `"in_situ"` (measure the main model's own heads) or `"exact"` (the
+            paper's Algorithm 3: copies of each head's sub-model, built once,
+            start from the current weights at every estimate, train
+            `exact_epochs` epochs on `train_data` and are measured before and
+            after; about K + 2 times the cost of plain training).
+        train_data: What exact mode's copies train on (never `heldout`); arrays
+            or a batched dataset. Required for `mode="exact"`.
         exact_epochs: Epochs each copy trains in exact mode (the paper's n).
-        state_path: Optional JSON file where the callback keeps its measurements
-            and estimates, written atomically after each one. If the file exists
-            when training starts, the callback resumes from it (dropping entries
-            later than the epoch training restarts from), so with
-            `keras.callbacks.BackupAndRestore` an interrupted run continues with
-            the same weights and history. Pass this callback before
-            `BackupAndRestore` in the callbacks list.
+        state_path: Optional JSON file of the state, written atomically after
+            each record. If it exists when training starts at `initial_epoch >
+            0` (e.g. with `keras.callbacks.BackupAndRestore`, placed after this
+            callback), the run continues from it, dropping later records.
         verbose: 1 prints one line per estimate; 0 is silent.
+
+    Raises:
+        ValueError: For an invalid argument (here, or in `on_train_begin` for
+            what needs the model: min_weight above 1/num_heads, data that do
+            not fit the model, labels >= num_classes, a second GBlendCallback).
 
     Example:
 
@@ -91,16 +93,15 @@ class GBlendCallback(keras.callbacks.Callback):
     ... }
     >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
     >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    >>> cb = GBlendCallback(train_subset=train, heldout=heldout, verbose=0)
+    >>> cb = GBlendCallback(train, heldout, warmup_epochs=0, super_epoch=1,
+    ...                     verbose=0)
     >>> history = model.fit(*train, epochs=3, callbacks=[cb], verbose=0)
-    >>> len(cb.estimates)
-    3
-    >>> round(sum(model.get_blend_weights().values()), 6)
-    1.0
+    >>> [e.epoch for e in cb.state.estimates]
+    [1, 2, 3]
 
     References:
         Wang, Tran, Feiszli. "What Makes Training Multi-Modal Classification
-        Networks Hard?" CVPR 2020 (Algorithm 3; this callback measures the main
+        Networks Hard?" CVPR 2020 (Algorithm 3; in-situ mode measures the main
         model's own heads instead of training copies).
     """
 
@@ -109,10 +110,12 @@ class GBlendCallback(keras.callbacks.Callback):
         train_subset,
         heldout,
         *,
-        warmup_epochs=0,
-        super_epoch=1,
-        min_weight=DEFAULT_MIN_WEIGHT,
+        warmup_epochs=2,
+        super_epoch=3,
+        min_weight=0.05,
         smoothing=0.0,
+        estimator="paper",
+        weight_scale="sum_to_one",
         overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
         batch_size=256,
         mode="in_situ",
@@ -122,259 +125,199 @@ class GBlendCallback(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {list(MODES)}. Received {mode!r}.")
+        _check("mode", mode, mode in MODES, f"one of {list(MODES)}")
+        _check(
+            "weight_scale",
+            weight_scale,
+            weight_scale in WEIGHT_SCALES,
+            f"one of {list(WEIGHT_SCALES)}",
+        )
+        for name, value, low in (
+            ("warmup_epochs", warmup_epochs, 0),
+            ("super_epoch", super_epoch, 1),
+            ("exact_epochs", exact_epochs, 1),
+        ):
+            ok = isinstance(value, (int, np.integer)) and value >= low
+            _check(name, value, ok, f"an int >= {low}")
+        _check("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
+        _check("min_weight", min_weight, 0 <= min_weight < 1, "in [0, 1/num_heads]")
         if mode == "exact":
-            if train_data is None:
-                raise ValueError(
-                    "`train_data` is required with mode='exact' (the copies train "
-                    "on it). Received None."
-                )
-            train_data = _check_data("train_data", train_data)
-            if not isinstance(train_data, tuple):
-                raise ValueError(
-                    "`train_data` must be (x, y) arrays in exact mode. Received a "
-                    "tf.data.Dataset."
-                )
-            _check_int("exact_epochs", exact_epochs, minimum=1)
-        _check_int("warmup_epochs", warmup_epochs, minimum=0)
-        _check_int("super_epoch", super_epoch, minimum=1)
-        if not 0 <= smoothing < 1:
-            raise ValueError(f"`smoothing` must be in [0, 1). Received {smoothing!r}.")
-        if not 0 <= min_weight < 1:
-            raise ValueError(
-                f"`min_weight` must be in [0, 1/num_heads]. Received {min_weight!r}."
+            _check(
+                "train_data",
+                train_data,
+                train_data is not None,
+                "given with mode='exact' (the copies train on it)",
             )
-        self.train_subset = _check_data("train_subset", train_subset)
-        self.heldout = _check_data("heldout", heldout)
-        self.warmup_epochs = warmup_epochs
-        self.super_epoch = super_epoch
-        self.min_weight = min_weight
-        self.smoothing = smoothing
-        self.overfit_floor = overfit_floor
-        self.batch_size = batch_size
-        self.mode = mode
-        self.train_data = train_data
-        self.exact_epochs = exact_epochs
-        self.state_path = state_path
-        self.verbose = verbose
-        self.estimates = []
-        self.measurements = []
-        self._resumed = False
-        self._collapsed = set()
+            train_data = arrays.check_data("train_data", train_data)
+        self.train_subset = arrays.check_data("train_subset", train_subset)
+        self.heldout = arrays.check_data("heldout", heldout)
+        arrays.check_disjoint(self.train_subset, self.heldout, warn=messages.warn)
+        self.estimator = estimators.get(estimator)
+        self.warmup_epochs, self.super_epoch = warmup_epochs, super_epoch
+        self.min_weight, self.smoothing = min_weight, smoothing
+        self.weight_scale, self.overfit_floor = weight_scale, overfit_floor
+        self.batch_size, self.mode, self.train_data = batch_size, mode, train_data
+        self.exact_epochs, self.state_path, self.verbose = (
+            exact_epochs,
+            state_path,
+            verbose,
+        )
+        self.state, self._pending, self._started = None, [], False
 
     @property
-    def reference(self):
-        """The latest in-situ measurement (a dict), or None before the first."""
-        return self.measurements[-1] if self.measurements else None
+    def estimates(self):
+        """The estimates so far (`state.Estimate`s), oldest first."""
+        return self.state.estimates if self.state else ()
+
+    @property
+    def measurements(self):
+        """The in-situ measurements so far (`state.Measurement`s), oldest first."""
+        return self.state.measurements if self.state else ()
 
     def on_train_begin(self, logs=None):
-        if not hasattr(self.model, "set_blend_weights"):
+        model = self.model
+        if not hasattr(model, "set_blend_weights"):
             raise ValueError(
-                "GBlendCallback needs a GBlendModel (see build_gblend_model). "
-                f"Received {type(self.model).__name__}."
+                "GBlendCallback needs a GBlendModel (see build_gblend_"
+                f"model). Received {type(model).__name__}."
             )
-        self._resumed = False
-        self.initial_weights = self.model.get_blend_weights()
-        if self.state_path and os.path.exists(self.state_path):
-            with open(self.state_path) as handle:
-                state = json.load(handle)
-            self.measurements = state["measurements"]
-            self.estimates = state["estimates"]
-            self.initial_weights = state.get("initial_weights", self.initial_weights)
-            self._resumed = True
-        # Arrays become cached datasets once, not a new adapter per measurement.
-        self._measured = tuple(
-            measure.prepare(d, self.batch_size)
-            for d in (self.train_subset, self.heldout)
+        owner = _OWNERS.get(model)
+        if owner and owner[0] is not self and owner[1] is self.params:
+            raise ValueError(
+                "Two GBlendCallbacks were passed to one `fit`: both "
+                "would assign the weights. Pass one."
+            )
+        _OWNERS[model] = (self, self.params)
+        num_heads = len(model.head_names)
+        _check(
+            "min_weight",
+            self.min_weight,
+            self.min_weight <= 1 / num_heads,
+            f"in [0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads",
         )
+        messages.check_optimizer(model.optimizer)
+        if self.mode == "exact":
+            self._copies = estimation.HeadCopies(
+                model,
+                self.train_data,
+                self.train_subset,
+                self.heldout,
+                epochs=self.exact_epochs,
+                batch_size=self.batch_size,
+            )
+        else:
+            sets = {"train_subset": self.train_subset, "heldout": self.heldout}
+            self._data = [
+                measure.prepare(d, model=model, batch_size=self.batch_size, name=n)
+                for n, d in sets.items()
+            ]
+        exists = self.state_path and os.path.exists(self.state_path)
+        self.state = state.load(self.state_path) if exists else None
+        self._started = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._resumed:
-            if epoch == 0:
-                # No backup was restored: the state file belongs to another run.
-                self.measurements, self.estimates = [], []
-                self.initial_weights = self.model.get_blend_weights()
-            else:
-                # Drop what was recorded after the checkpoint training restarts from.
-                self.measurements = [m for m in self.measurements if m["epoch"] < epoch]
-                self.estimates = [e for e in self.estimates if e["epoch"] <= epoch]
-            self._resumed = False
+        self._flush()
+        if self._started:
+            return
+        self._started = True
+        if self.state is not None and epoch > 0:  # Resumed: drop what came later.
+            self.state = self.state.truncate(epoch)
+            return
+        weights = np.array(list(self.model.get_blend_weights().values()))
+        if self.weight_scale == "num_heads":
+            weights = weights / weights.sum()
+            self.model.set_blend_weights(weights * len(weights))
+        self.state = state.BlendState(self.model.head_names, weights)
         if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
-            if not self.measurements:
-                self._record_measurement(-1, *self._measure())
+            self._measure(0)
+        self._save()
 
     def on_epoch_end(self, epoch, logs=None):
-        done = epoch + 1
-        if self.mode == "exact":
-            if done >= self.warmup_epochs and (
-                (done - self.warmup_epochs) % self.super_epoch == 0
-            ):
-                self._estimate_exact(epoch)
-                self._save_state()
-        elif done >= self.warmup_epochs and (
-            self.reference is None
-            or epoch - self.reference["epoch"] >= self.super_epoch
-        ):
-            train_loss, heldout_loss = self._measure()
-            if self.reference is not None:
-                self._estimate(epoch, train_loss, heldout_loss)
-            self._record_measurement(epoch, train_loss, heldout_loss)
-            if logs is not None:
-                for h, t, v in zip(self.model.head_names, train_loss, heldout_loss):
-                    logs[f"gblend_train_loss_{h}"] = float(t)
-                    logs[f"gblend_heldout_loss_{h}"] = float(v)
-        if logs is not None:
-            # Every key on every epoch: CSVLogger fixes its columns at epoch 1.
-            for h in self.model.head_names:
-                logs.setdefault(f"gblend_train_loss_{h}", math.nan)
-                logs.setdefault(f"gblend_heldout_loss_{h}", math.nan)
-            logs.update(self._log_values())
-
-    def _record_measurement(self, epoch, train_loss, heldout_loss):
-        self.measurements.append(
-            {
-                "epoch": epoch,
-                "train": [float(v) for v in train_loss],
-                "heldout": [float(v) for v in heldout_loss],
-            }
-        )
-        self._save_state()
-
-    def _save_state(self):
-        if self.state_path:
-            io_utils.atomic_write_json(
-                self.state_path,
-                {
-                    "version": 1,
-                    "head_names": list(self.model.head_names),
-                    "initial_weights": self.initial_weights,
-                    "measurements": self.measurements,
-                    "estimates": self.estimates,
-                },
+        logs = {} if logs is None else logs
+        done, heads = epoch + 1, self.model.head_names
+        if not math.isfinite(logs.get("loss", 0.0)):
+            self.model.stop_training = True
+            return self._pending.append(
+                GBlendWarning(
+                    f"G-Blend: the training loss is {logs['loss']} at epoch {done}: "
+                    "stopped training. Check the training inputs for NaN or inf, or "
+                    "lower the learning rate."
+                )
             )
+        since = done - self.warmup_epochs
+        if since >= 0 and since % self.super_epoch == 0:
+            if self.mode == "exact":
+                self._estimate(done, self._copies.run(self.model, epoch=done))
+            else:
+                last = self._measure(done)
+                logs.update(
+                    _keyed(heads, train_loss=last.train, heldout_loss=last.heldout)
+                )
+                if len(self.state.measurements) > 1:
+                    self._estimate(done, self.state.measurements)
+        if self.state.estimates and self.state.estimates[-1].epoch == done:
+            last = self.state.estimates[-1]
+            logs.update(_keyed(heads, dG=last.d_g, dO=last.d_o, ogr=last.ogr))
+        logs.update(_keyed(heads, weight=self.state.current_weights))
 
-    def _measure(self):
-        return tuple(
-            measure.head_losses(self.model, d, batch_size=self.batch_size)
-            for d in self._measured
+    def on_train_end(self, logs=None):
+        self._flush()
+        _OWNERS.pop(self.model, None)
+
+    def _measure(self, epoch):
+        record = measure.measurement(
+            self.model, self._data, epoch=epoch, batch_size=self.batch_size
         )
+        self.state = self.state.add(record)
+        self._save()
+        return record
 
-    def _estimate_exact(self, epoch):
-        from keras_gblend import estimation
-
-        lr = self.model.optimizer.learning_rate
-        losses = estimation.measure_heads_by_training(
-            self.model,
-            self.train_data,
-            self.train_subset,
-            self.heldout,
-            epochs=self.exact_epochs,
-            batch_size=self.batch_size,
-            learning_rate=float(keras.ops.convert_to_numpy(lr)),
-        )
-        self._estimate(
-            epoch,
-            losses["train_after"],
-            losses["heldout_after"],
-            reference=(losses["train_before"], losses["heldout_before"]),
-        )
-
-    def _estimate(self, epoch, train_loss, heldout_loss, reference=None):
-        heads = self.model.head_names
-        previous = np.array([self.model.get_blend_weights()[h] for h in heads])
-        if reference is None:
-            reference = (self.reference["train"], self.reference["heldout"])
-        train_before, heldout_before = reference
-        estimate = blending.blend_from_losses(
-            train_before,
-            heldout_before,
-            train_loss,
-            heldout_loss,
+    def _estimate(self, epoch, measurements):
+        previous = np.array(self.state.current_weights)
+        estimate = self.estimator(
+            list(measurements),
             min_weight=self.min_weight,
             overfit_floor=self.overfit_floor,
             fallback=previous,
         )
-        weights = (1 - self.smoothing) * estimate.weights + self.smoothing * previous
-        self.model.set_blend_weights(weights)
-        record = {
-            "epoch": epoch + 1,
-            "status": estimate.status,
-            **{
-                f"{key}_{h}": float(value)
-                for key, values in (
-                    ("weight", weights),
-                    ("dG", estimate.d_g),
-                    ("dO", estimate.d_o),
-                    ("ogr", estimate.ogr),
-                    ("train_loss", train_loss),
-                    ("heldout_loss", heldout_loss),
-                )
-                for h, value in zip(heads, values)
-            },
-        }
-        self.estimates.append(record)
-        self._warn(estimate, weights, epoch)
-        if self.verbose:
-            parts = ", ".join(
-                f"{h} {w:.3f} (dG {g:+.4f}, dO {o:+.4f})"
-                for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
-            )
-            # After Keras's progress bar (verbose=1) the line needs a fresh start.
-            newline = "\n" if self.params.get("verbose") == 1 else ""
-            print(f"{newline}G-Blend epoch {epoch + 1}: weights {parts}", flush=True)
+        weights = previous  # No head generalised: the weights stay as they were.
+        if estimate.status == "ok":
+            weights = estimate.weights + self.smoothing * (previous - estimate.weights)
+            scale = len(weights) if self.weight_scale == "num_heads" else 1
+            self.model.set_blend_weights(weights * scale)
+        before = self.state.estimates[-1] if self.state.estimates else None
+        record = state.Estimate(
+            epoch, estimate.status, weights, estimate.d_g, estimate.d_o, estimate.ogr
+        )
+        self.state = self.state.add(record)
+        self._save()
+        said = messages.estimate_messages(
+            self.model.head_names, record, before, self.min_weight
+        )
+        self._pending += said if self.verbose else said[:-1]
 
-    def _warn(self, estimate, weights, epoch):
-        heads = self.model.head_names
-        if estimate.status == "fallback":
-            changes = ", ".join(f"{h} dG={g:+.4g}" for h, g in zip(heads, estimate.d_g))
-            warnings.warn(
-                f"G-Blend at epoch {epoch + 1}: no head generalised ({changes}); "
-                "kept the previous weights. Training may have started to overfit "
-                "everywhere, or V is too small to measure a change.",
-                GBlendWarning,
-                stacklevel=2,
-            )
-            return
-        at_minimum = {
-            h: (w, g, o)
-            for h, w, g, o in zip(heads, weights, estimate.d_g, estimate.d_o)
-            if w <= self.min_weight + 1e-12
-        }
-        # Warn when a head reaches the minimum, not at every estimate it stays there.
-        new = {h: v for h, v in at_minimum.items() if h not in self._collapsed}
-        self._collapsed = set(at_minimum)
-        if new:
-            details = ", ".join(
-                f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g})"
-                for h, (w, g, o) in new.items()
-            )
-            warnings.warn(
-                f"G-Blend at epoch {epoch + 1}: weight collapsed to the minimum "
-                f"{self.min_weight} for {details}. It overfits faster than it "
-                "generalises (dG <= 0 or large dO).",
-                GBlendWarning,
-                stacklevel=2,
-            )
+    def _flush(self):
+        """Prints the lines and warnings of the last epoch, after Keras's bar line."""
+        pending, self._pending = self._pending, []
+        for item in pending:
+            if isinstance(item, Warning):
+                messages.warn(item)
+            else:
+                print(item, flush=True)
 
-    def _log_values(self):
-        last = self.estimates[-1] if self.estimates else {}
-        values = {}
-        for h, w in self.model.get_blend_weights().items():
-            values[f"gblend_weight_{h}"] = w
-            for key in ("dG", "dO", "ogr"):
-                values[f"gblend_{key}_{h}"] = last.get(f"{key}_{h}", math.nan)
-        return values
+    def _save(self):
+        if self.state_path:
+            state.save(self.state_path, self.state)
 
 
-def _check_int(name, value, minimum):
-    if not (isinstance(value, (int, np.integer)) and value >= minimum):
-        raise ValueError(f"`{name}` must be an int >= {minimum}. Received {value!r}.")
+def _keyed(heads, **quantities):
+    return {
+        f"gblend_{q}_{h}": float(v)
+        for q, values in quantities.items()
+        for h, v in zip(heads, values)
+    }
 
 
-def _check_data(name, data):
-    from keras_gblend.data import arrays
-
-    if arrays.is_dataset(data):
-        return data
-    return arrays.check_pair(name, data)
+def _check(name, value, ok, expected):
+    if not ok:
+        raise ValueError(f"`{name}` must be {expected}. Received {value!r}.")

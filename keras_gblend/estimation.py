@@ -2,10 +2,12 @@
 
 The paper's recipes (Algorithms 1-3) estimate each head's overfitting-to-
 generalisation behaviour by training the uni-modal sub-models (one branch and its
-head) and the naively fused model separately for a few epochs. Every copy here is
-rebuilt from the model's config plus `set_weights`, gets a fresh optimizer
-built from the main model's optimizer config, and so never shares weights or
-optimizer state with the main model.
+head) and the naively fused model separately for a few epochs. `HeadCopies`
+builds those copies ONCE (one independent copy of the model, one compiled
+sub-model and optimizer per head) and, at every estimate, resets them from the
+current checkpoint: weights copied in, optimizer state zeroed, no rebuild and no
+re-trace, so memory does not grow with the number of estimates. The copies never
+share weights or optimizer state with the main model.
 """
 
 from __future__ import annotations
@@ -13,50 +15,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_gblend import blending
+from keras_gblend import blending, estimators, measure, state
 from keras_gblend.data import arrays
-from keras_gblend.models import FUSED
-
-
-def head_submodel(model, head):
-    """A single-output model computing `head` from its own inputs only.
-
-    The sub-model shares layers (and so weights) with `model`: call it on a copy
-    (see `copy_model`) to train it independently.
-
-    Args:
-        model: A `GBlendModel`.
-        head: A modality name (branch + its head) or `"fused"` (all branches + the
-            fused head: the naive late-fusion model).
-
-    Returns:
-        A functional `keras.Model` with a dict input and one softmax output.
-
-    Raises:
-        ValueError: If `head` is not one of `model.head_names`.
-
-    Example:
-
-    >>> import keras
-    >>> from keras_gblend import build_gblend_model
-    >>> branches = {
-    ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    ...     for n in ("a", "b")
-    ... }
-    >>> model = build_gblend_model(branches, num_classes=2)
-    >>> list(head_submodel(model, "a").input)
-    ['a']
-    """
-    if head not in model.head_names:
-        raise ValueError(
-            f"`head` must be one of {list(model.head_names)}. Received {head!r}."
-        )
-    names = model.modalities if head == FUSED else (head,)
-    return keras.Model(
-        inputs={m: model.input[m] for m in names},
-        outputs=model.output[head],
-        name=f"{model.name}_{head}_submodel",
-    )
 
 
 def copy_model(model):
@@ -80,59 +40,37 @@ def copy_model(model):
     return twin
 
 
-def _fresh_optimizer(model, learning_rate=None):
+def _learning_rate(model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _fresh_optimizer(model):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     config = optimizer.get_config()
-    if learning_rate is not None:
-        config["learning_rate"] = float(learning_rate)
+    config["learning_rate"] = _learning_rate(model)  # A float, even for schedules.
     return optimizer.__class__.from_config(config)
 
 
-def _loss(model, data, batch_size):
-    x, y = data
-    x = {name: x[name] for name in model.input}
-    return float(model.evaluate(x, y, batch_size=batch_size, verbose=0))
-
-
-def measure_heads_by_training(
-    model,
-    train_data,
-    train_subset,
-    heldout,
-    *,
-    epochs,
-    batch_size=64,
-    learning_rate=None,
-    seed=None,
-    verbose=0,
-):
-    """Trains a copy of every head's sub-model and measures it before and after.
-
-    For every head, a copy of `model` (current weights) is cut down to that head's
-    sub-model, compiled with a fresh optimizer of the main model's kind, trained
-    for `epochs` epochs on `train_data`, and its loss measured in inference mode on
-    `train_subset` (`T'`) and `heldout` (`V`) before and after training.
+class HeadCopies:
+    """Copies of every head's sub-model, built once, reset per estimate.
 
     Args:
-        model: A compiled `GBlendModel`; it is not modified.
-        train_data: `(x, y)` arrays the copies train on (the trained part only).
-        train_subset: `T'`, `(x, y)` arrays.
-        heldout: `V`, `(x, y)` arrays.
-        epochs: Training epochs of each copy (>= 1).
-        batch_size: Batch size of training and measurement.
-        learning_rate: Learning rate of the copies' optimizers; default: the main
-            optimizer's configured one.
-        seed: Optional seed for `keras.utils.set_random_seed` before each copy.
-        verbose: Passed to `fit` of the copies.
-
-    Returns:
-        A dict with `"train_before"`, `"heldout_before"`, `"train_after"`,
-        `"heldout_after"`: float64 arrays in `model.head_names` order.
+        model: A compiled `GBlendModel`; it is never modified.
+        train_data: What the copies train on (the trained part, never `V`):
+            `(x, y)` arrays or a batched `tf.data.Dataset` of them.
+        train_subset: `T'`, same forms.
+        heldout: `V`, same forms.
+        epochs: Epochs each copy trains per estimate (the paper's n or N).
+        batch_size: Batch size of training and measurement with arrays.
 
     Raises:
-        ValueError: If `epochs < 1` or a data argument is malformed.
+        ValueError: If `epochs < 1` or a data argument is malformed or does
+            not fit the model.
 
     Example:
 
@@ -146,38 +84,92 @@ def measure_heads_by_training(
     ... }
     >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
     >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    >>> losses = measure_heads_by_training(model, train, train, heldout, epochs=1)
-    >>> sorted(losses), losses["heldout_after"].shape
-    (['heldout_after', 'heldout_before', 'train_after', 'train_before'], (3,))
+    >>> copies = HeadCopies(model, train, train, heldout, epochs=1)
+    >>> before, after = copies.run(model, epoch=0)
+    >>> after.epoch, len(after.heldout)
+    (1, 3)
+
+    References:
+        Wang, Tran, Feiszli, CVPR 2020, Algorithms 1-3.
     """
-    if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
-        raise ValueError(f"`epochs` must be an int >= 1. Received {epochs!r}.")
-    train_data = arrays.check_pair("train_data", train_data)
-    train_subset = arrays.check_pair("train_subset", train_subset)
-    heldout = arrays.check_pair("heldout", heldout)
-    loss = model.loss[FUSED] if isinstance(model.loss, dict) else model.loss
-    results = {k: [] for k in ("train_before", "heldout_before")}
-    results.update(train_after=[], heldout_after=[])
-    for head in model.head_names:
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        sub = head_submodel(copy_model(model), head)
-        sub.compile(optimizer=_fresh_optimizer(model, learning_rate), loss=loss)
-        results["train_before"].append(_loss(sub, train_subset, batch_size))
-        results["heldout_before"].append(_loss(sub, heldout, batch_size))
-        x, y = train_data
-        sub.fit(
-            {m: x[m] for m in sub.input},
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            shuffle=True,
-            verbose=verbose,
+
+    def __init__(
+        self, model, train_data, train_subset, heldout, *, epochs, batch_size=64
+    ):
+        if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
+            raise ValueError(f"`epochs` must be an int >= 1. Received {epochs!r}.")
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.head_names = tuple(model.head_names)
+        self._twin = copy_model(model)
+        self._losses = dict(model.loss)
+        self._subs, self._train = {}, {}
+        train_data = arrays.check_data("train_data", train_data)
+        for head in self.head_names:
+            sub = self._twin.head_model(head)
+            sub.compile(optimizer=_fresh_optimizer(model), loss=model.loss[head])
+            sub.optimizer.build(sub.trainable_variables)
+            self._default_rate = _learning_rate(sub)
+            self._subs[head] = sub
+            self._train[head] = _restrict(train_data, list(sub.input))
+        # The sub-models share the twin's layers: measuring the twin measures them
+        # all with one traced prediction function.
+        self._data = [
+            measure.prepare(d, model=self._twin, batch_size=batch_size, name=n)
+            for n, d in (("train_subset", train_subset), ("heldout", heldout))
+        ]
+
+    def run(self, model, *, epoch, seed=None):
+        """Resets every copy from `model` and trains it; measures before and after.
+
+        Args:
+            model: The model whose current weights the copies start from.
+            epoch: Epochs completed by `model` (recorded in the measurements).
+            seed: Optional seed for `keras.utils.set_random_seed` before each
+                copy trains.
+
+        Returns:
+            `(before, after)`: `state.Measurement`s of the copies at `epoch` and
+            after `self.epochs` epochs of training (epoch `epoch + epochs`).
+        """
+        weights = model.get_weights()
+        learning_rate = _learning_rate(model) or self._default_rate
+        self._twin.set_weights(weights)
+        before = self._measure(epoch)
+        rows = []
+        for i, (head, sub) in enumerate(self._subs.items()):
+            self._twin.set_weights(weights)
+            for variable in sub.optimizer.variables:
+                variable.assign(keras.ops.zeros_like(variable))
+            sub.optimizer.learning_rate = learning_rate  # Zeroed with the rest.
+            if seed is not None:
+                keras.utils.set_random_seed(seed)
+            train = self._train[head]
+            if arrays.is_dataset(train):
+                sub.fit(train, epochs=self.epochs, shuffle=False, verbose=0)
+            else:
+                sub.fit(
+                    *train, epochs=self.epochs, batch_size=self.batch_size, verbose=0
+                )
+            m = self._measure(epoch)  # Only row i: the head this copy trained.
+            rows.append((m.train[i], m.heldout[i], m.train_sem[i], m.heldout_sem[i]))
+        return before, state.Measurement(epoch + self.epochs, *zip(*rows))
+
+    def _measure(self, epoch):
+        return measure.measurement(
+            self._twin,
+            self._data,
+            epoch=epoch,
+            loss=self._losses,
+            batch_size=self.batch_size,
         )
-        results["train_after"].append(_loss(sub, train_subset, batch_size))
-        results["heldout_after"].append(_loss(sub, heldout, batch_size))
-        del sub
-    return {k: np.asarray(v, np.float64) for k, v in results.items()}
+
+
+def _restrict(data, keys):
+    if arrays.is_dataset(data):
+        return data.map(lambda x, y: ({k: x[k] for k in keys}, y))
+    x, y = data
+    return {k: x[k] for k in keys}, y
 
 
 def estimate_offline(
@@ -190,31 +182,34 @@ def estimate_offline(
     batch_size=64,
     min_weight=0.0,
     overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
+    estimator="paper",
     seed=None,
-    verbose=0,
 ):
     """Offline G-Blend (the paper's main recipe): weights from sub-model training.
 
     Trains every uni-modal sub-model and the naively fused model from the main
-    model's current (typically initial) weights for `epochs` epochs, measures
-    `dG` and `dO` between epoch 0 and epoch `epochs`, and returns the blend
-    estimate. The main model is untouched: assign the weights with
+    model's current (typically initial) weights for `epochs` epochs
+    (`HeadCopies`), measures them before and after, and returns the estimate.
+    The main model is untouched: assign the weights with
     `model.set_blend_weights(estimate.weights)` and train it with them fixed.
 
     Args:
         model: A compiled `GBlendModel` (its optimizer config is reused).
-        train_data: `(x, y)` arrays of the trained part (never `heldout`).
+        train_data: `(x, y)` arrays or a batched dataset of the trained part.
         train_subset: `T'`, a fixed subset of `train_data`.
         heldout: `V`, the held-out part of the training data.
         epochs: Epochs of sub-model training (the paper's N).
         batch_size: Batch size.
         min_weight: See `blending.blend_weights`.
         overfit_floor: See `blending.blend_weights`.
+        estimator: A name in `estimators.ESTIMATORS` or an estimator callable.
         seed: Optional seed set before training each copy.
-        verbose: Passed to the copies' `fit`.
 
     Returns:
         A `blending.BlendEstimate`.
+
+    Raises:
+        ValueError: See `HeadCopies` and `estimators.get`.
 
     Example:
 
@@ -235,21 +230,13 @@ def estimate_offline(
     References:
         Wang, Tran, Feiszli, CVPR 2020, Algorithms 1-2.
     """
-    losses = measure_heads_by_training(
-        model,
-        train_data,
-        train_subset,
-        heldout,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        verbose=verbose,
+    estimator = estimators.get(estimator)
+    copies = HeadCopies(
+        model, train_data, train_subset, heldout, epochs=epochs, batch_size=batch_size
     )
-    return blending.blend_from_losses(
-        losses["train_before"],
-        losses["heldout_before"],
-        losses["train_after"],
-        losses["heldout_after"],
+    return estimator(
+        list(copies.run(model, epoch=0, seed=seed)),
         min_weight=min_weight,
         overfit_floor=overfit_floor,
+        fallback=None,
     )

@@ -1,16 +1,15 @@
-"""Read and write G-Blend histories: state JSON, `CSVLogger` CSV, Keras `History`.
+"""Read G-Blend histories: the state file, `CSVLogger` CSV, Keras `History`.
 
-`GBlendCallback` records what it does in three places: its state JSON
-(`state_path`), and the epoch `logs` that `History`, `CSVLogger` and
+`GBlendCallback` records what it does in its state (`keras_gblend.state`, also
+written to `state_path`) and in the epoch `logs` that `History`, `CSVLogger` and
 `TensorBoard` pick up (`gblend_weight_<head>`, `gblend_dG_<head>`, ...).
 `read_history` turns any of them into one tidy `BlendHistory`: per quantity, the
 epochs at which it was recorded and one value per head.
 
-Epochs are counted as epochs COMPLETED: 0 is before training, 1 is after the
-first epoch. The state JSON already counts estimates this way (measurements are
-stored as 0-based epoch indices, -1 before training, and are shifted by one);
-`CSVLogger` and `History` rows are 0-based epoch indices and are shifted by one.
-A weight recorded at epoch `e` is the one in force for the epochs after `e`.
+Epochs are counted as epochs COMPLETED (the convention of `keras_gblend.state`):
+0 is before training, 1 is after the first epoch. `CSVLogger` and `History` rows
+are 0-based epoch indices and are shifted by one here. A weight recorded at epoch
+`e` is the one in force for the epochs after `e`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import os
 import warnings
@@ -26,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from keras_gblend import io_utils
+from keras_gblend import io_utils, state
 
 QUANTITIES = ("weight", "dG", "dO", "ogr", "train_loss", "heldout_loss")
 LOG_PREFIX = "gblend_"
@@ -97,8 +95,8 @@ def read_history(source):
     Args:
         source: One of: a path to the callback's state JSON or to a `CSVLogger`
             CSV (told apart by content); a `keras.callbacks.History` (the
-            return value of `fit`); its `.history` dict; a state dict as in the
-            JSON; or a `GBlendCallback` after training.
+            return value of `fit`); its `.history` dict; a `state.BlendState`
+            or its dict (`to_dict`); or a `GBlendCallback` after training.
 
     Returns:
         A `BlendHistory`.
@@ -116,108 +114,63 @@ def read_history(source):
     >>> h.head_names, h.epochs["weight"].tolist()
     (('a', 'fused'), [1, 2])
     """
-    if hasattr(source, "estimates") and hasattr(source, "measurements"):
-        return _from_state(
-            {
-                "head_names": list(source.model.head_names),
-                "measurements": source.measurements,
-                "estimates": source.estimates,
-            }
-        )
+    if isinstance(source, state.BlendState):
+        return _from_state(source)
+    if isinstance(getattr(source, "state", None), state.BlendState):
+        return _from_state(source.state)  # A GBlendCallback.
     if hasattr(source, "history") and hasattr(source, "epoch"):
         return _from_history_dict(source.history, source.epoch)
     if isinstance(source, Mapping):
         if "estimates" in source:
-            return _from_state(source)
+            return _from_state(state.BlendState.from_dict(source))
         return _from_history_dict(source)
     if isinstance(source, (str, os.PathLike)):
         with open(source) as handle:
             text = handle.read()
         if text.lstrip().startswith("{"):
-            return _from_state(json.loads(text))
+            return _from_state(state.load(source))
         return _from_csv(text, os.fspath(source))
     raise ValueError(
-        "`source` must be a path, a keras History, a dict or a GBlendCallback. "
-        f"Received {type(source).__name__}."
+        "`source` must be a path, a keras History, a dict, a BlendState or a "
+        f"GBlendCallback. Received {type(source).__name__}."
     )
 
 
-def write_history_csv(path, estimates):
-    """Writes estimates as a CSV in `CSVLogger`'s format, atomically.
+def write_history_csv(path, blend_state):
+    """Writes the estimates as a CSV in `CSVLogger`'s format, atomically.
 
     One row per estimate; `epoch` is the 0-based index of the epoch at whose end
-    the estimate was made (as `CSVLogger` writes it), the other columns are the
-    log keys (`gblend_weight_<head>`, ...) and `status`. `read_history` reads it.
+    the estimate was made (as `CSVLogger` writes it), then `status` and the log
+    keys (`gblend_weight_<head>`, `gblend_dG_<head>`, ...). `read_history` reads
+    it.
 
     Args:
         path: Destination file.
-        estimates: `GBlendCallback.estimates` (a list of dicts with `epoch`,
-            `status` and `<quantity>_<head>` keys).
+        blend_state: A `state.BlendState` (e.g. `GBlendCallback.state`).
 
     Raises:
-        ValueError: If an estimate has no `epoch`.
         OSError: If the file cannot be written.
 
     Example:
 
     >>> import pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "blend.csv"
-    >>> write_history_csv(path, [{"epoch": 3, "status": "ok", "weight_a": 0.2,
-    ...                            "weight_fused": 0.8}])
-    >>> print(path.read_text().strip())
-    epoch,status,gblend_weight_a,gblend_weight_fused
-    2,ok,0.2,0.8
+    >>> s = state.BlendState(("a", "fused"), (0.5, 0.5)).add(
+    ...     state.Estimate(3, "ok", [0.2, 0.8], [0.1, 0.2], [0.1, 0.1], [1, 0.5]))
+    >>> write_history_csv(path, s)
+    >>> print(path.read_text().splitlines()[1])
+    2,ok,0.2,0.8,0.1,0.2,0.1,0.1,1.0,0.5
     """
-    keys = []
-    for record in estimates:
-        if "epoch" not in record:
-            raise ValueError(f"Every estimate needs an 'epoch'. Received {record}.")
-        keys += [k for k in record if k not in ("epoch", "status") and k not in keys]
+    heads = blend_state.head_names
+    fields = (("weight", "weights"), ("dG", "d_g"), ("dO", "d_o"), ("ogr", "ogr"))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["epoch", "status"] + [LOG_PREFIX + k for k in keys])
-    for record in estimates:
-        row = [int(record["epoch"]) - 1, record.get("status", "")]
-        writer.writerow(row + [record.get(k, "NA") for k in keys])
+    header = [f"{LOG_PREFIX}{key}_{h}" for key, _ in fields for h in heads]
+    writer.writerow(["epoch", "status"] + header)
+    for record in blend_state.estimates:
+        values = [v for _, name in fields for v in getattr(record, name)]
+        writer.writerow([record.epoch - 1, record.status] + values)
     io_utils.atomic_write_text(path, buffer.getvalue())
-
-
-def write_history_json(path, estimates, head_names=None, measurements=()):
-    """Writes estimates in the callback's state-file format, atomically.
-
-    Args:
-        path: Destination file.
-        estimates: `GBlendCallback.estimates`.
-        head_names: Head names in order; default: read from the `weight_<head>`
-            keys of the first estimate.
-        measurements: Optional `GBlendCallback.measurements`.
-
-    Raises:
-        ValueError: If `head_names` is None and there is no estimate to read
-            them from.
-        OSError: If the file cannot be written.
-
-    Example:
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "blend.json")
-    >>> write_history_json(path, [{"epoch": 3, "weight_a": 0.2, "weight_fused": 0.8}])
-    >>> read_history(path).values["weight"].tolist()
-    [[0.2, 0.8]]
-    """
-    if head_names is None:
-        if not estimates:
-            raise ValueError("`head_names` is required when there is no estimate.")
-        head_names = _heads_from_keys(estimates[0], "weight_")
-    io_utils.atomic_write_json(
-        path,
-        {
-            "version": 1,
-            "head_names": list(head_names),
-            "measurements": list(measurements),
-            "estimates": list(estimates),
-        },
-    )
 
 
 def _heads_from_keys(keys, prefix):
@@ -225,35 +178,24 @@ def _heads_from_keys(keys, prefix):
     return tuple([h for h in heads if h != _FUSED] + [h for h in heads if h == _FUSED])
 
 
-def _from_state(state):
-    estimates = state.get("estimates", [])
-    heads = tuple(state.get("head_names") or ())
-    if not heads and estimates:
-        heads = _heads_from_keys(estimates[0], "weight_")
-    if not heads:
-        raise ValueError("The G-Blend state holds no head names and no estimates.")
+def _from_state(blend_state):
+    heads = blend_state.head_names
     epochs, values = {}, {}
-    keyed = QUANTITIES if not state.get("measurements") else QUANTITIES[:4]
-    for quantity in keyed:
-        rows = [e for e in estimates if all(f"{quantity}_{h}" in e for h in heads)]
-        if rows:
-            epochs[quantity] = np.array([int(e["epoch"]) for e in rows], np.int64)
-            values[quantity] = np.array(
-                [[_float(e[f"{quantity}_{h}"]) for h in heads] for e in rows]
-            )
-    initial = state.get("initial_weights")  # Optional: the weights before training.
-    if initial:
-        row = np.array([[_float(initial[h]) for h in heads]])
-        epochs["weight"] = np.concatenate([[0], epochs.get("weight", [])]).astype(int)
-        values["weight"] = np.vstack([row] + [values.get("weight", row[:0])])
-    measurements = state.get("measurements") or []
-    if measurements:
-        steps = np.array([int(m["epoch"]) + 1 for m in measurements], np.int64)
-        for quantity, key in (("train_loss", "train"), ("heldout_loss", "heldout")):
-            epochs[quantity] = steps
-            values[quantity] = np.array(
-                [[_float(v) for v in m[key]] for m in measurements]
-            )
+    rows = list(blend_state.estimates)
+    weights = [(e.epoch, e.weights) for e in rows]
+    if blend_state.initial_weights is not None:
+        weights.insert(0, (0, blend_state.initial_weights))
+    columns = {"weight": weights}
+    for quantity, name in (("dG", "d_g"), ("dO", "d_o"), ("ogr", "ogr")):
+        columns[quantity] = [(e.epoch, getattr(e, name)) for e in rows]
+    for quantity, name in (("train_loss", "train"), ("heldout_loss", "heldout")):
+        columns[quantity] = [
+            (m.epoch, getattr(m, name)) for m in blend_state.measurements
+        ]
+    for quantity, pairs in columns.items():
+        if pairs:
+            epochs[quantity] = np.array([e for e, _ in pairs], np.int64)
+            values[quantity] = np.array([v for _, v in pairs], np.float64)
     return BlendHistory(heads, epochs, values)
 
 

@@ -11,7 +11,7 @@ def atomic_write_text(path, text):
     """Writes `text` to `path` atomically (temporary file, fsync, rename).
 
     A reader, or a run killed mid-write, sees either the old file or the new one,
-    never a partial file.
+    never a partial file. The file gets the usual mode `0o666 & ~umask`.
 
     Args:
         path: Destination path; its directory is created if missing.
@@ -42,11 +42,18 @@ def atomic_write_text(path, text):
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 ignores the umask.
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)  # Reading the umask means setting it: put it back.
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path, obj):

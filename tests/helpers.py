@@ -1,15 +1,18 @@
-"""Small models and data shared by the tests."""
+"""The small model and data shared by the whole test suite."""
 
 import keras
 
 from keras_gblend import build_gblend_model, data, encoders
 
 
-def synthetic_setup(num_train=96, seed=0):
+def synthetic_setup(num_train=96, seed=0, learning_rate=0.05, optimizer=None):
     """A compiled two-modality GBlendModel with its trained part and held-out set.
 
-    Synthetic data (`dim_b` 16), a 25 % stratified held-out split, 8-unit MLP
-    branches, SGD with momentum.
+    Synthetic data (`dim_b` 16, 4 classes), a 25 % stratified held-out split,
+    8-unit MLP branches, SGD with momentum (or `optimizer`).
+
+    Returns:
+        `(model, train, heldout)`, the data as `(x, y)` array pairs.
     """
     ds = data.make_synthetic(num_train=num_train, num_test=8, dim_b=16, seed=seed)
     train, heldout = data.holdout_split(ds.train, heldout_fraction=0.25, seed=seed)
@@ -19,7 +22,7 @@ def synthetic_setup(num_train=96, seed=0):
     }
     model = build_gblend_model(branches, num_classes=ds.num_classes)
     model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        optimizer=optimizer or keras.optimizers.SGD(learning_rate, momentum=0.9),
         loss="sparse_categorical_crossentropy",
     )
     return model, train, heldout

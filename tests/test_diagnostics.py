@@ -18,39 +18,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gblend import (
-    GBlendCallback,
-    GBlendWarning,
-    build_gblend_model,
-    data,
-    measure,
-)
+from keras_gblend import GBlendCallback, GBlendWarning, measure, state
 from keras_gblend import history as history_lib
+from tests.helpers import synthetic_setup
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_TOOL = os.path.join(REPO_ROOT, "tools", "plot_blend.py")
 HEADS = ("a", "b", "fused")
-
-
-def _model(learning_rate=0.05):
-    branches = {
-        m: keras.Sequential(
-            [keras.Input((dim,)), keras.layers.Dense(4, activation="relu")],
-            name=f"{m}_encoder",
-        )
-        for m, dim in (("a", 2), ("b", 16))
-    }
-    model = build_gblend_model(branches, num_classes=4)
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-    )
-    return model
-
-
-def _data():
-    ds = data.make_synthetic(num_train=96, num_test=8, dim_b=16, seed=0)
-    return data.holdout_split(ds.train, heldout_fraction=0.25, seed=0)
+FIELDS = {"weight": "weights", "dG": "d_g", "dO": "d_o", "ogr": "ogr"}
 
 
 def _callback(train, heldout, **kwargs):
@@ -63,8 +38,7 @@ def run(tmp_path_factory):
     """Trains 3 epochs with an estimate every epoch; records every format."""
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("run")
-    train, heldout = _data()
-    model = _model()
+    model, train, heldout = synthetic_setup()
     state_path = str(folder / "state.json")
     csv_path = str(folder / "log.csv")
     callback = _callback(train, heldout, state_path=state_path)
@@ -85,18 +59,17 @@ def run(tmp_path_factory):
 
 
 def _expected(callback, quantity):
-    return np.array([[e[f"{quantity}_{h}"] for h in HEADS] for e in callback.estimates])
+    return np.array([getattr(e, FIELDS[quantity]) for e in callback.estimates])
 
 
-def _assert_matches_estimates(read, callback, quantities=("weight", "dG", "dO", "ogr")):
+def _assert_matches_estimates(read, callback, quantities=tuple(FIELDS)):
     assert read.head_names == HEADS
     for quantity in quantities:
         expected = _expected(callback, quantity)
         epochs = [1, 2, 3]
         if quantity == "weight" and len(read.epochs["weight"]) == 4:
-            # The state file also records the weights in force before training.
-            initial = callback.initial_weights
-            expected = np.vstack([[initial[h] for h in HEADS], expected])
+            # The state also records the weights in force before training.
+            expected = np.vstack([callback.state.initial_weights, expected])
             epochs = [0, 1, 2, 3]
         np.testing.assert_array_equal(read.epochs[quantity], epochs)
         np.testing.assert_allclose(read.values[quantity], expected, rtol=1e-6)
@@ -107,11 +80,11 @@ def test_read_state_json_matches_the_callback(run):
     _assert_matches_estimates(read, run.callback)
     # Measurements: before training (epoch 0) and after every epoch.
     np.testing.assert_array_equal(read.epochs["train_loss"], [0, 1, 2, 3])
-    train = [m["train"] for m in run.callback.measurements]
+    train = [m.train for m in run.callback.measurements]
     np.testing.assert_allclose(read.values["train_loss"], train)
     epochs, values = read.series("heldout_loss", "b")
     np.testing.assert_allclose(
-        values, [m["heldout"][1] for m in run.callback.measurements]
+        values, [m.heldout[1] for m in run.callback.measurements]
     )
     assert epochs.tolist() == [0, 1, 2, 3]
 
@@ -137,17 +110,12 @@ def test_other_sources_agree_with_the_state_json(run, source):
         )
 
 
-def test_write_history_csv_and_json_round_trip(run, tmp_path):
-    csv_path, json_path = tmp_path / "h.csv", tmp_path / "h.json"
-    history_lib.write_history_csv(csv_path, run.callback.estimates)
-    history_lib.write_history_json(json_path, run.callback.estimates)
+def test_write_history_csv_round_trip(run, tmp_path):
+    csv_path = tmp_path / "h.csv"
+    history_lib.write_history_csv(csv_path, run.callback.state)
     header = csv_path.read_text().splitlines()[0].split(",")
     assert header[:3] == ["epoch", "status", "gblend_weight_a"]
-    for path in (csv_path, json_path):
-        read = history_lib.read_history(path)
-        _assert_matches_estimates(
-            read, run.callback, ("weight", "dG", "dO", "ogr", "train_loss")
-        )
+    _assert_matches_estimates(history_lib.read_history(csv_path), run.callback)
     assert not list(tmp_path.glob(".tmp-*"))  # Atomic writes leave no temp file.
 
 
@@ -174,15 +142,14 @@ def test_csv_reader_handles_na_resumed_rows_and_underscored_heads(tmp_path):
 
 
 def test_state_with_initial_weights_starts_at_epoch_zero():
-    state = {
-        "head_names": ["a", "fused"],
-        "initial_weights": {"a": 0.5, "fused": 0.5},
-        "measurements": [],
-        "estimates": [{"epoch": 2, "weight_a": 0.1, "weight_fused": 0.9}],
-    }
-    read = history_lib.read_history(state)
-    assert read.epochs["weight"].tolist() == [0, 2]
-    assert read.values["weight"].tolist() == [[0.5, 0.5], [0.1, 0.9]]
+    blend_state = state.BlendState(("a", "fused"), (0.5, 0.5)).add(
+        state.Estimate(2, "ok", [0.1, 0.9], [0.1, 0.2], [0.1, 0.1], [1.0, 0.5])
+    )
+    for source in (blend_state, blend_state.to_dict()):
+        read = history_lib.read_history(source)
+        assert read.epochs["weight"].tolist() == [0, 2]
+        assert read.values["weight"].tolist() == [[0.5, 0.5], [0.1, 0.9]]
+        assert read.epochs["dG"].tolist() == [2]
 
 
 def test_history_dict_with_ragged_lists_warns_and_drops_them():
@@ -283,8 +250,7 @@ def test_tensorboard_event_files_hold_the_callback_values(tmp_path):
     pytest.importorskip(
         "tensorboard", reason="keras.callbacks.TensorBoard needs `tensorboard`"
     )
-    train, heldout = _data()
-    model = _model()
+    model, train, heldout = synthetic_setup()
     callback = _callback(train, heldout)
     log_dir = str(tmp_path / "tb")
     model.fit(
@@ -300,12 +266,12 @@ def test_tensorboard_event_files_hold_the_callback_values(tmp_path):
         measured = callback.measurements[step + 1]
         for column, head in enumerate(HEADS):
             expected = {
-                "weight": estimate[f"weight_{head}"],
-                "dG": estimate[f"dG_{head}"],
-                "dO": estimate[f"dO_{head}"],
-                "ogr": estimate[f"ogr_{head}"],
-                "train_loss": measured["train"][column],
-                "heldout_loss": measured["heldout"][column],
+                "weight": estimate.weights[column],
+                "dG": estimate.d_g[column],
+                "dO": estimate.d_o[column],
+                "ogr": estimate.ogr[column],
+                "train_loss": measured.train[column],
+                "heldout_loss": measured.heldout[column],
             }
             for quantity, value in expected.items():
                 tag = f"epoch_gblend_{quantity}_{head}"
@@ -329,28 +295,25 @@ def _fit_expecting(model, train, callback, match):
             model.fit(*train, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
 
 
-def _scripted_losses(monkeypatch, train_size, before, after):
+def _scripted_losses(monkeypatch, before, after):
     """Replaces the callback's measurements: `before` then `after` (T', V) pairs."""
-    del train_size  # The callback measures T' then V, every time.
     calls = [before[0], before[1], after[0], after[1]]
 
-    def fake(model, data_, batch_size=256):
-        return np.asarray(calls.pop(0), np.float64)
+    def fake(model, data_, batch_size=256, loss=None):
+        mean = np.asarray(calls.pop(0), np.float64)
+        return measure.HeadLosses(mean, np.zeros_like(mean), 24)
 
-    monkeypatch.setattr(measure, "head_losses", fake)
+    monkeypatch.setattr(measure, "head_loss_stats", fake)
 
 
 def test_collapsed_head_warns_with_its_numbers(monkeypatch):
-    train, heldout = _data()
-    subset = data.take(train, np.arange(24))
     _scripted_losses(
         monkeypatch,
-        train_size=24,
         before=([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
         after=([0.5, 0.6, 0.6], [1.25, 0.8, 0.7]),
     )
-    model = _model()
-    callback = _callback(subset, heldout)
+    model, train, heldout = synthetic_setup()
+    callback = _callback(train, heldout)
     _fit_expecting(
         model,
         train,
@@ -364,31 +327,8 @@ def test_collapsed_head_warns_with_its_numbers(monkeypatch):
     np.testing.assert_allclose([weights[h] for h in HEADS], expected, rtol=1e-6)
 
 
-def test_no_head_generalising_warns_and_keeps_the_weights(monkeypatch):
-    train, heldout = _data()
-    subset = data.take(train, np.arange(24))
-    _scripted_losses(
-        monkeypatch,
-        train_size=24,
-        before=([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
-        after=([0.9, 0.9, 0.9], [1.1, 1.2, 1.05]),
-    )
-    model = _model()
-    callback = _callback(subset, heldout)
-    _fit_expecting(
-        model,
-        train,
-        callback,
-        match=r"epoch 1: no head generalised \(a dG=-0\.1, b dG=-0\.2, "
-        r"fused dG=-0\.05\); kept the previous weights",
-    )
-    np.testing.assert_allclose(list(model.get_blend_weights().values()), [1 / 3] * 3)
-    assert callback.estimates[0]["status"] == "fallback"
-
-
 def test_no_learning_at_all_warns_in_a_real_run():
-    train, heldout = _data()
-    model = _model(learning_rate=0.0)  # Nothing moves: every dG is exactly 0.
+    model, train, heldout = synthetic_setup(learning_rate=0.0)  # Every dG is 0.
     callback = _callback(train, heldout)
     _fit_expecting(
         model, train, callback, match=r"epoch 1: no head generalised \(a dG=\+0, "
@@ -396,8 +336,7 @@ def test_no_learning_at_all_warns_in_a_real_run():
 
 
 def test_verbose_prints_one_concise_line_per_estimate(capsys):
-    train, heldout = _data()
-    model = _model()
+    model, train, heldout = synthetic_setup()
     callback = _callback(train, heldout, verbose=1)
     model.fit(*train, epochs=3, batch_size=16, verbose=0, callbacks=[callback])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -408,12 +347,21 @@ def test_verbose_prints_one_concise_line_per_estimate(capsys):
         assert len(line) < 140, line
 
 
-def test_keras_progress_bar_still_prints_epochs(capsys):
-    train, heldout = _data()
-    model = _model()
-    callback = _callback(train, heldout, verbose=1)
-    model.fit(*train, epochs=2, batch_size=16, verbose=1, callbacks=[callback])
+@pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
+def test_progress_bar_stays_readable_and_estimate_lines_follow_it(capsys):
+    model, train, heldout = synthetic_setup()
+    callback = GBlendCallback(train, heldout, warmup_epochs=1, super_epoch=1)
+    model.fit(*train, epochs=3, batch_size=16, verbose=1, callbacks=[callback])
     out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # No colours.
-    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "Epoch 1/3" in out and "Epoch 3/3" in out
     assert re.search(r"\d+/\d+ .*step - .*loss: \d", out)
-    assert len(re.findall(r"^G-Blend epoch \d+: weights", out, re.MULTILINE)) == 2
+    assert "nan" not in out  # Nothing unmeasured is shown as NaN.
+    # Epoch 1 (the reference measurement) shows the weights and the two losses
+    # only: 3 + 6 G-Blend values, not 18.
+    first = out[: out.index("Epoch 2/3")]
+    assert first.count("gblend_") == 9
+    lines = re.findall(r"^G-Blend epoch (\d+): weights", out, re.MULTILINE)
+    assert lines == ["2", "3"]
+    # Each estimate line starts a line of its own, after its epoch's bar.
+    line = out.index("G-Blend epoch 2")
+    assert out[line - 1] == "\n" and out.index("Epoch 3/3") > line

@@ -1,14 +1,11 @@
-"""Tests of offline / exact estimation: copies are independent, results valid."""
+"""Tests of offline / exact estimation: copies built once, reset, independent."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_gblend.estimation import (
-    copy_model,
-    estimate_offline,
-    head_submodel,
-    measure_heads_by_training,
-)
+from keras_gblend import estimators, measure
+from keras_gblend.estimation import HeadCopies, copy_model, estimate_offline
 from tests.helpers import synthetic_setup
 
 
@@ -16,63 +13,86 @@ def _setup():
     return synthetic_setup(num_train=80)
 
 
-def test_head_submodel_uses_only_its_modality():
-    model, train, _ = _setup()
-    sub = head_submodel(model, "a")
-    assert list(sub.input) == ["a"]
-    fused = head_submodel(model, "fused")
-    assert sorted(fused.input) == ["a", "b"]
-    np.testing.assert_allclose(
-        sub.predict({"a": train[0]["a"]}, verbose=0),
-        model.predict(train[0], verbose=0)["a"],
-        rtol=1e-6,
-    )
-    with pytest.raises(
-        ValueError, match=r"`head` must be one of \['a', 'b', 'fused'\]"
-    ):
-        head_submodel(model, "c")
-
-
 def test_copy_shares_nothing():
     model, _, _ = _setup()
     twin = copy_model(model)
-    original = {v.path: v for v in model.weights}
     for variable in twin.weights:
-        assert all(variable is not v for v in original.values())
+        assert all(variable is not v for v in model.weights)
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
     twin.weights[0].assign(twin.weights[0] + 1.0)
     assert not np.array_equal(model.get_weights()[0], twin.get_weights()[0])
 
 
-def test_measuring_by_training_leaves_main_model_and_optimizer_untouched():
+def test_copies_leave_the_main_model_and_its_optimizer_untouched():
     model, train, heldout = _setup()
     model.fit(*train, epochs=1, verbose=0)
     weights = model.get_weights()
     iterations = int(model.optimizer.iterations.numpy())
-    losses = measure_heads_by_training(model, train, train, heldout, epochs=2)
+    before, after = HeadCopies(model, train, train, heldout, epochs=2).run(
+        model, epoch=1
+    )
     for a, b in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert int(model.optimizer.iterations.numpy()) == iterations
-    # The copies did train: their training loss fell.
-    assert (losses["train_after"] < losses["train_before"]).all()
-    assert set(losses) == {
-        "train_before",
-        "heldout_before",
-        "train_after",
-        "heldout_after",
-    }
+    # The copies did train: every head's training loss fell.
+    assert (np.array(after.train) < np.array(before.train)).all()
+    assert (before.epoch, after.epoch) == (1, 3)
+    assert all(s > 0 for s in after.heldout_sem)
 
 
-def test_estimate_offline_gives_valid_weights():
+def test_copies_are_reset_from_the_checkpoint_at_every_run():
     model, train, heldout = _setup()
-    estimate = estimate_offline(model, train, train, heldout, epochs=3, min_weight=0.05)
-    assert estimate.weights.shape == (3,)
-    assert estimate.weights.sum() == pytest.approx(1.0)
-    assert (estimate.weights >= 0.05 - 1e-12).all()
+    copies = HeadCopies(model, train, train, heldout, epochs=1)
+    subs = dict(copies._subs)
+    first = copies.run(model, epoch=0, seed=3)
+    functions = {h: s.train_function for h, s in subs.items()}
+    second = copies.run(model, epoch=0, seed=3)
+    # Same checkpoint, same seed, optimizer state zeroed: the same result ...
+    np.testing.assert_allclose(second[1].heldout, first[1].heldout, rtol=1e-5)
+    # ... from the same copies and traced functions (nothing rebuilt).
+    assert copies._subs == subs
+    assert all(s.train_function is functions[h] for h, s in subs.items())
+    # The optimizer restarted: its step count is one run's, not two runs'.
+    steps = int(np.ceil(len(train[1]) / copies.batch_size))
+    assert int(subs["a"].optimizer.iterations.numpy()) == steps
+
+
+def test_copies_start_from_the_current_weights():
+    model, train, heldout = _setup()
+    copies = HeadCopies(model, train, train, heldout, epochs=1)
+    model.fit(*train, epochs=3, verbose=0)  # The checkpoint moves on.
+    before, _ = copies.run(model, epoch=3)
+    now = measure.head_loss_stats(model, heldout).mean
+    np.testing.assert_allclose(before.heldout, now, rtol=1e-5)
+
+
+def test_copies_train_on_a_dataset():
+    model, train, heldout = _setup()
+    dataset = tf.data.Dataset.from_tensor_slices(train).batch(16)
+    before, after = HeadCopies(model, dataset, train, heldout, epochs=2).run(
+        model, epoch=0
+    )
+    assert (np.array(after.train) < np.array(before.train)).all()
+
+
+def test_estimate_offline_is_the_estimator_on_the_copies_measurements():
+    model, train, heldout = _setup()
+    estimate = estimate_offline(
+        model, train, train, heldout, epochs=2, min_weight=0.05, seed=7
+    )
+    pair = HeadCopies(model, train, train, heldout, epochs=2).run(
+        model, epoch=0, seed=7
+    )
+    expected = estimators.paper(
+        list(pair), min_weight=0.05, overfit_floor=1e-3, fallback=None
+    )
+    np.testing.assert_allclose(estimate.weights, expected.weights, rtol=1e-5)
+    np.testing.assert_allclose(estimate.d_g, expected.d_g, rtol=1e-5)
+    assert estimate.weights.min() >= 0.05 - 1e-12
 
 
 def test_bad_epochs():
     model, train, heldout = _setup()
     with pytest.raises(ValueError, match="`epochs` must be an int >= 1. Received 0"):
-        measure_heads_by_training(model, train, train, heldout, epochs=0)
+        HeadCopies(model, train, train, heldout, epochs=0)

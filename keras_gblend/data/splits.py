@@ -8,6 +8,8 @@ on and the held-out pair separately.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from keras_gblend.data import arrays
@@ -129,11 +131,16 @@ def sample_subset(data, size, *, seed=0):
 
     Args:
         data: `(x, y)` pair.
-        size: Number of examples (capped at the data size); must be >= 1.
+        size: Number of examples, >= 1. A size above the number of examples
+            returns them all, with a warning (the caller asked for more than
+            exists: a sign of a wrong argument or of too little data).
         seed: Seed of the sample.
 
     Returns:
         An `(x, y)` pair of `min(size, n)` examples, in their original order.
+
+    Warns:
+        UserWarning: If `size` exceeds the number of examples.
 
     Raises:
         ValueError: If `size < 1` or `data` is malformed.
@@ -148,5 +155,12 @@ def sample_subset(data, size, *, seed=0):
     if not (isinstance(size, (int, np.integer)) and size >= 1):
         raise ValueError(f"`size` must be an int >= 1. Received {size!r}.")
     n = arrays.num_examples(data)
+    if size > n:
+        warnings.warn(
+            f"sample_subset: `size` {size} is larger than the {n} examples given; "
+            f"returning all {n}. Pass size <= {n} to silence this.",
+            UserWarning,
+            stacklevel=2,
+        )
     rng = np.random.default_rng(seed)
     return arrays.take(data, np.sort(rng.permutation(n)[: min(size, n)]))

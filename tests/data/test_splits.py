@@ -62,7 +62,14 @@ def test_sample_subset_draws_from_given_data():
     x, y = _pair()
     sx, sy = data.sample_subset((x, y), 10, seed=0)
     assert len(sy) == 10 and set(sx["a"][:, 0]) <= set(x["a"][:, 0])
-    assert len(data.sample_subset((x, y), 1000)[1]) == 100
+    assert len(data.sample_subset((x, y), 100)[1]) == 100
+
+
+def test_sample_subset_larger_than_the_data_warns():
+    x, y = _pair()
+    with pytest.warns(UserWarning, match="`size` 1000 is larger than the 100 examples"):
+        sx, sy = data.sample_subset((x, y), 1000)
+    np.testing.assert_array_equal(sy, y)
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, "0.2", None])

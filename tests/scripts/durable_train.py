@@ -147,7 +147,12 @@ callbacks = [
     Sleep(),
     ReseedEachEpoch(SEED),
     keras_gblend.GBlendCallback(
-        subset, heldout, super_epoch=2, state_path=state_path, verbose=0
+        subset,
+        heldout,
+        warmup_epochs=0,
+        super_epoch=2,
+        state_path=state_path,
+        verbose=0,
     ),
     crasher,
     keras.callbacks.BackupAndRestore(
