@@ -14,7 +14,8 @@ recipe. Variants isolate three suspected causes:
   fusion puts weight 1 on its single head. With SGD (+ momentum, no weight
   decay), multiplying every loss weight by c is exactly multiplying the learning
   rate by c, so `scale` is implemented as the learning rate times `scale`;
-* fused-head under-training: a floor on the fused head's share of the weights;
+* fused-head under-training: a floor on the fused head's share of the weights
+  (`keras_gblend.estimators.fused_floor`);
 * memorised audio features reaching the fused head: a fused head that does not
   back-propagate into the branches (`stop_fused`), and the fused head's accuracy
   on `V` when the audio inputs are shuffled across examples (how much it leans on
@@ -35,7 +36,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common, crossval
-from keras_gblend import GBlendCallback, build_gblend_model
+from keras_gblend import GBlendCallback, build_gblend_model, estimators
 from keras_gblend.models import FUSED
 
 # name -> spec: gblend (in-situ callback on), scale (loss-weight scale, applied
@@ -69,29 +70,6 @@ VARIANTS.update(
         for name in ("uncertain", "windowed", "robust")
     }
 )
-
-
-class FusedFloor(keras.callbacks.Callback):
-    """Keeps the fused head's share of the blend weights at least `floor`.
-
-    Put it after `GBlendCallback` in the callbacks list: at every epoch end it
-    raises the fused weight to `floor` (weights summing to 1) and shrinks the
-    others proportionally.
-    """
-
-    def __init__(self, floor):
-        super().__init__()
-        self.floor = floor
-
-    def on_epoch_end(self, epoch, logs=None):
-        weights = self.model.get_blend_weights()
-        if weights[FUSED] >= self.floor:
-            return
-        rest = sum(w for h, w in weights.items() if h != FUSED)
-        shrink = (1 - self.floor) / rest if rest > 0 else 0.0
-        self.model.set_blend_weights(
-            {h: self.floor if h == FUSED else w * shrink for h, w in weights.items()}
-        )
 
 
 def _stop_gradient_concat(features):
@@ -145,7 +123,7 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
         optimizer=keras.optimizers.SGD(lr, momentum=config.momentum),
         loss="sparse_categorical_crossentropy",
     )
-    callbacks = []
+    callbacks, estimator = [], estimators.get(spec.get("estimator", "paper"))
     if spec.get("gblend"):
         callbacks.append(
             GBlendCallback(
@@ -154,12 +132,12 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
                 warmup_epochs=config.warmup_epochs,
                 super_epoch=config.super_epoch,
                 min_weight=config.min_weight,
+                estimator=estimators.fused_floor(estimator, floor)
+                if floor
+                else estimator,
                 verbose=0,
-                **({"estimator": spec["estimator"]} if "estimator" in spec else {}),
             )
         )
-    if floor:
-        callbacks.append(FusedFloor(floor))
     model.fit(
         *train,
         epochs=config.epochs,

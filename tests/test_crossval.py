@@ -187,3 +187,30 @@ def test_smoke_with_the_real_harness(tmp_path):
     with open(path) as handle:
         kinds = [json.loads(line)["kind"] for line in handle if line.strip()]
     assert kinds.count("select") == 2 * 2 and kinds.count("test") == 2
+
+
+@pytest.mark.parametrize("variant", ["gblend_recipe", "recipe_robust"])
+def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant):
+    from experiments import study_fused
+
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    x = {
+        "image": (rng.normal(size=(80, 3)) + y[:, None]).astype("float32"),
+        "audio": rng.normal(size=(80, 5)).astype("float32"),
+    }
+    task = common.Task(
+        "toy", data_take(x, y, slice(0, 60)), data_take(x, y, slice(60, 80)), None, 2
+    )
+    config = dataclasses.replace(
+        common.Config(), epochs=4, warmup_epochs=0, super_epoch=1, subset_size=16
+    )
+    (row,) = study_fused.run_variant(variant, task, config, seed=0)
+    assert row["weights"]["fused"] >= 1 / 3 - 1e-9
+    assert sum(row["weights"].values()) == pytest.approx(1.0)
+    assert len(row["weight_history"]) == 4  # one estimate per epoch after the first
+    assert 0 <= row["audio_shuffled_accuracy"] <= 1
+
+
+def data_take(x, y, rows):
+    return {m: v[rows] for m, v in x.items()}, y[rows]

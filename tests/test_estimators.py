@@ -1,24 +1,17 @@
-"""Robust G-Blend estimators: closed-form checks against the paper's formula."""
-
-from types import SimpleNamespace
+"""G-Blend estimators: closed-form checks against the paper's formula."""
 
 import numpy as np
 import pytest
 
-from experiments import study_estimators as est
 from keras_gblend import blending
+from keras_gblend import estimators as est
+from keras_gblend.state import Measurement
 
 KW = dict(min_weight=0.0, overfit_floor=1e-3, fallback=None)
 
 
 def _m(epoch, train, heldout, train_sem=None, heldout_sem=None):
-    return SimpleNamespace(
-        epoch=epoch,
-        train=train,
-        heldout=heldout,
-        train_sem=train_sem,
-        heldout_sem=heldout_sem,
-    )
+    return Measurement(epoch, train, heldout, train_sem, heldout_sem)
 
 
 TWO = [_m(0, [2.3, 2.3, 2.3], [2.3, 2.3, 2.3]), _m(3, [1.0, 0.2, 0.6], [1.4, 1.9, 1.2])]
