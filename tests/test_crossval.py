@@ -189,6 +189,7 @@ def test_smoke_with_the_real_harness(tmp_path):
     assert kinds.count("select") == 2 * 2 and kinds.count("test") == 2
 
 
+@pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 @pytest.mark.parametrize("variant", ["gblend_recipe", "recipe_robust"])
 def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant):
     from experiments import study_fused
@@ -203,7 +204,12 @@ def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant)
         "toy", data_take(x, y, slice(0, 60)), data_take(x, y, slice(60, 80)), None, 2
     )
     config = dataclasses.replace(
-        common.Config(), epochs=4, warmup_epochs=0, super_epoch=1, subset_size=16
+        common.Config(),
+        epochs=4,
+        warmup_epochs=0,
+        super_epoch=1,
+        subset_size=16,
+        encoders="image:mlp+audio:mlp",
     )
     (row,) = study_fused.run_variant(variant, task, config, seed=0)
     assert row["weights"]["fused"] >= 1 / 3 - 1e-9
