@@ -367,6 +367,7 @@ def _define_flags():
     flags.DEFINE_list("lr_grid", [str(v) for v in DEFAULT_GRID], "Learning-rate grid.")
     flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
     flags.DEFINE_string("runner", "experiments.common:run_method", "module:run_fn")
+    flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
     flags.DEFINE_string(
         "output", "runs/crossval/results.jsonl", "Resumable JSONL file."
     )
@@ -387,7 +388,8 @@ def main(argv):
         output=FLAGS.output,
         run_fn=getattr(importlib.import_module(module), name),
     )
-    table = format_table(summarise(results))
+    baselines = tuple(FLAGS.baselines)
+    table = format_table(summarise(results, baselines), baselines)
     with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
         handle.write(table + "\n")
     print(table)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 
 import keras
@@ -76,6 +77,17 @@ def _stop_gradient_concat(features):
     return keras.layers.Concatenate(name="fusion")(
         [keras.ops.stop_gradient(f) for f in features]
     )
+
+
+def _record(estimate):
+    """An estimate as plain JSON data (`state.Estimate` or a dict)."""
+    if not dataclasses.is_dataclass(estimate):
+        return estimate
+    return json.loads(json.dumps(dataclasses.asdict(estimate), default=_plain))
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else float(value)
 
 
 def _accuracy(probs, y):
@@ -162,7 +174,9 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
             ensemble_accuracy=_accuracy(ensemble, y),
             audio_shuffled_accuracy=shuffled,
             weights=model.get_blend_weights(),
-            weight_history=callbacks[0].estimates if spec.get("gblend") else [],
+            weight_history=[_record(e) for e in callbacks[0].estimates]
+            if spec.get("gblend")
+            else [],
             seconds=time.perf_counter() - start,
         )
     ]

@@ -216,6 +216,7 @@ def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant)
     assert sum(row["weights"].values()) == pytest.approx(1.0)
     assert len(row["weight_history"]) == 4  # one estimate per epoch after the first
     assert 0 <= row["audio_shuffled_accuracy"] <= 1
+    assert json.loads(json.dumps(row, default=float))["weight_history"][0]["epoch"] == 1
 
 
 def data_take(x, y, rows):
