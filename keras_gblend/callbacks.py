@@ -79,7 +79,17 @@ class GBlendCallback(keras.callbacks.Callback):
     Raises:
         ValueError: For an invalid argument (here, or in `on_train_begin` for
             what needs the model: min_weight above 1/num_heads, data that do
-            not fit the model, labels >= num_classes, a second GBlendCallback).
+            not fit the model, labels >= num_classes, a second GBlendCallback),
+            and for a NaN or infinite loss measured on `T'` or `V`.
+
+    Warns:
+        AdaptiveOptimizerWarning: Once per `fit` with Adam, RMSprop, Adagrad, ...
+            (they largely cancel per-head loss weights). Silence it with
+            `warnings.filterwarnings("ignore", category=AdaptiveOptimizerWarning)`.
+        GBlendWarning: When no head generalises (the weights then stay exactly
+            as they were), when a head's weight reaches `min_weight`, when `V`
+            shares examples with `T'`, and when the training loss is NaN or
+            infinite (training then stops).
 
     Example:
 
@@ -221,6 +231,14 @@ class GBlendCallback(keras.callbacks.Callback):
             return
         self._started = True
         if self.state is not None and epoch > 0:  # Resumed: drop what came later.
+            heads = self.model.head_names
+            _check(
+                "state_path",
+                self.state_path,
+                self.state.head_names == heads,
+                f"a state of this model's heads {list(heads)}, not of "
+                f"{list(self.state.head_names)}",
+            )
             self.state = self.state.truncate(epoch)
             return
         weights = np.array(list(self.model.get_blend_weights().values()))

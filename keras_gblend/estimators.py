@@ -3,7 +3,10 @@
 An estimator is a pure numpy function called as
 `estimator(measurements, *, min_weight, overfit_floor, fallback)` with
 `measurements` the list of `keras_gblend.state.Measurement`s so far (latest
-last); it returns a `keras_gblend.blending.BlendEstimate` whose weights sum to 1.
+last; in exact mode and offline, the copies' two measurements, before and after
+training); it returns a `keras_gblend.blending.BlendEstimate` whose weights sum
+to 1. Measurements carry per-head standard errors (`train_sem`, `heldout_sem`)
+for estimators that account for noise.
 `ESTIMATORS` names the built-in ones; `get` resolves a name or a callable.
 """
 

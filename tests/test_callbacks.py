@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend import GBlendCallback, GBlendWarning, blending, measure
+from keras_gblend import GBlendCallback, GBlendWarning, blending, measure, state
 from keras_gblend.callbacks import AdaptiveOptimizerWarning
 from keras_gblend.state import Measurement
 from tests.helpers import synthetic_setup
@@ -153,6 +153,17 @@ def test_state_file_resumes_and_drops_entries_after_restart(tmp_path):
     fresh = GBlendCallback(train, heldout, state_path=path, verbose=0, **EVERY_EPOCH)
     _fit(model, train, [fresh], epochs=1)
     assert [m.epoch for m in fresh.measurements] == [0, 1]
+
+
+def test_resuming_from_another_models_state_is_refused(tmp_path):
+    path = os.path.join(tmp_path, "state.json")
+    state.save(path, state.BlendState(("x", "y", "fused"), (0.2, 0.3, 0.5)))
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(train, heldout, state_path=path, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"of this model's heads \['a', 'b', 'fused'\]"
+    ):
+        _fit(model, train, [cb], epochs=2, initial_epoch=1)
 
 
 @pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
