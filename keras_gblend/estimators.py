@@ -134,11 +134,34 @@ def blend_robust(measurements, *, min_weight, overfit_floor, fallback, window, s
     `shrink` SE of 0 gets no raw weight), and `dO^2` is replaced by
     `dO^2 + se(dO)^2` (the expected square of a noisy `dO`: no head gets a huge
     weight only because its `dO` happened to land near 0). With `window=2`,
-    `shrink=0` and no standard errors this is exactly the paper's estimate. The
-    returned `d_g`, `d_o` and `ogr` are the unshrunk deltas.
+    `shrink=0` and no standard errors this is exactly the paper's estimate.
+
+    Args:
+        measurements: `state.Measurement`s, latest last; at least two.
+        min_weight: See `blending.blend_weights`.
+        overfit_floor: See `blending.blend_weights`.
+        fallback: Weights when no head generalises (`blending.blend_weights`).
+        window: Measurements the slopes use (see `window_deltas`).
+        shrink: Standard errors subtracted from `dG` (>= 0).
 
     Returns:
-        A `blending.BlendEstimate`.
+        A `blending.BlendEstimate` whose `d_g`, `d_o` and `ogr` are the
+        unshrunk deltas.
+
+    Raises:
+        ValueError: See `window_deltas` and `blending.blend_weights`.
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(0, [2.0, 2.0], [2.0, 2.0]), M(3, [1.0, 0.2], [1.4, 1.9])]
+    >>> blend_robust(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None,
+    ...              window=2, shrink=0.0).weights.round(3)
+    array([0.991, 0.009])
+
+    References:
+        Wang, Tran, Feiszli. CVPR 2020, Eq. 3 and Proposition 1 (windows and
+        uncertainty terms are this package's additions).
     """
     d_g, d_o, se_g, se_o = window_deltas(measurements, window)
     estimate = blending.blend_weights(
@@ -151,10 +174,11 @@ def blend_robust(measurements, *, min_weight, overfit_floor, fallback, window, s
     return dataclasses.replace(estimate, d_g=d_g, d_o=d_o, ogr=blending.ogr(d_g, d_o))
 
 
-def uncertain(measurements, *, min_weight, overfit_floor, fallback):
+def uncertain(measurements, **settings):
     """The paper's two-point estimate with `dG` shrunk and `dO^2` floored by its SE.
 
-    See `blend_robust` (`window=2`, `shrink=1`). Needs the measurements'
+    See `blend_robust` (`window=2`, `shrink=1`; `settings` are its
+    `min_weight`, `overfit_floor` and `fallback`). Needs the measurements'
     standard errors; without them it is the paper's estimate.
 
     Example:
@@ -169,40 +193,41 @@ def uncertain(measurements, *, min_weight, overfit_floor, fallback):
         Wang, Tran, Feiszli. CVPR 2020, Eq. 3 and Proposition 1 (the
         uncertainty terms are this package's addition).
     """
-    return blend_robust(
-        measurements,
-        min_weight=min_weight,
-        overfit_floor=overfit_floor,
-        fallback=fallback,
-        window=2,
-        shrink=DEFAULT_SHRINK,
-    )
+    return blend_robust(measurements, window=2, shrink=DEFAULT_SHRINK, **settings)
 
 
-def windowed(measurements, *, min_weight, overfit_floor, fallback):
+def windowed(measurements, **settings):
     """The paper's weights from slopes over the last 3 measurements.
 
-    See `blend_robust` (`window=3`, `shrink=0`; no standard errors used).
+    See `blend_robust` (`window=3`, `shrink=0`; `settings` are its
+    `min_weight`, `overfit_floor` and `fallback`).
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(e, [2 - 0.2 * e, 2 - 0.3 * e], [2 - 0.1 * e, 2 - 0.05 * e])
+    ...       for e in (0, 3, 6)]
+    >>> windowed(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights.round(3)
+    array([0.926, 0.074])
+    """
+    return blend_robust(measurements, window=DEFAULT_WINDOW, shrink=0.0, **settings)
+
+
+def robust(measurements, **settings):
+    """Windowed slopes (3 measurements) with the uncertainty terms of `uncertain`.
+
+    See `blend_robust` (`window=3`, `shrink=1`).
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(e, [2 - 0.2 * e, 2 - 0.3 * e], [2 - 0.1 * e, 2 - 0.05 * e],
+    ...         [0.0, 0.0], [0.02, 0.02]) for e in (0, 3, 6)]
+    >>> robust(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights.round(3)
+    array([0.929, 0.071])
     """
     return blend_robust(
-        measurements,
-        min_weight=min_weight,
-        overfit_floor=overfit_floor,
-        fallback=fallback,
-        window=DEFAULT_WINDOW,
-        shrink=0.0,
-    )
-
-
-def robust(measurements, *, min_weight, overfit_floor, fallback):
-    """Windowed slopes (3 measurements) with the uncertainty terms of `uncertain`."""
-    return blend_robust(
-        measurements,
-        min_weight=min_weight,
-        overfit_floor=overfit_floor,
-        fallback=fallback,
-        window=DEFAULT_WINDOW,
-        shrink=DEFAULT_SHRINK,
+        measurements, window=DEFAULT_WINDOW, shrink=DEFAULT_SHRINK, **settings
     )
 
 
