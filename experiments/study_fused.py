@@ -64,11 +64,12 @@ VARIANTS = {
     "uniform_heads_dropout": dict(weights="uniform", scale="heads", dropout=True),
 }
 RECIPE = VARIANTS["gblend_recipe"]
-# The recipe with another estimator of `keras_gblend.estimators`.
+# The recipe with each estimator of `keras_gblend.estimators` ("recipe_paper" is
+# `gblend_recipe` run through the estimator API).
 VARIANTS.update(
     {
         f"recipe_{name}": dict(RECIPE, estimator=name)
-        for name in ("uncertain", "windowed", "robust")
+        for name in ("paper", "uncertain", "windowed", "robust")
     }
 )
 
