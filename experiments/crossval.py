@@ -1,9 +1,9 @@
 r"""Speaker-fold cross-validation: the fair comparison protocol on AV-Digits.
 
-Usage (`--seeds=5` is the full protocol; fewer seeds for a quick look):
+Usage (RESULTS.md's table, ~45 min on 2 shared cores; `--preset=smoke`: seconds):
 
-    python -m experiments.crossval --seeds=5 --output=runs/crossval/results.jsonl
-    python -m experiments.crossval --preset=smoke --output=/tmp/cv.jsonl   # seconds
+    python -m experiments.crossval --runner=experiments.study_fused:run_any --seeds=5 \
+        --methods=unimodal,naive,dropout,gblend_online,gblend_recipe,uniform_heads_dropout
 
 Protocol: the pooled AV-Digits speakers (train + test splits, 6 speakers) are cut
 into `--folds` folds of whole speakers; each fold tests its speakers (every
