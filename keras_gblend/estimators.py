@@ -12,6 +12,10 @@ for estimators that account for noise.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from keras_gblend import blending
 
 
@@ -59,7 +63,225 @@ def paper(measurements, *, min_weight, overfit_floor, fallback):
     )
 
 
-ESTIMATORS = {"paper": paper}
+DEFAULT_WINDOW = 3
+DEFAULT_SHRINK = 1.0
+
+
+def window_deltas(measurements, window):
+    """`dG`, `dO` and their standard errors from the last `window` measurements.
+
+    Least-squares slopes over epochs of `L^V` and of `O = L^V - L^T`, times the
+    window's span in epochs, so that two measurements give exactly the paper's
+    two-point deltas: `dG = -slope(L^V) * span`, `dO = slope(O) * span`. Standard
+    errors propagate the measurements' own (`heldout_sem`, `train_sem`; 0 where
+    None or NaN), taken as independent: a slope is `sum_i c_i x_i`, so its variance is
+    `sum_i c_i^2 sem_i^2`.
+
+    Args:
+        measurements: Latest last, at least two.
+        window: Measurements used (>= 2); fewer if fewer exist.
+
+    Returns:
+        `(d_g, d_o, se_g, se_o)`, float64 arrays with one value per head.
+
+    Raises:
+        ValueError: With fewer than two measurements or `window < 2`.
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(e, [1 - 0.1 * e], [2 - 0.05 * e]) for e in (0, 3, 6)]
+    >>> [v.round(3).tolist() for v in window_deltas(ms, 3)]
+    [[0.3], [0.3], [0.0], [0.0]]
+    """
+    if window < 2 or len(measurements) < 2:
+        raise ValueError(
+            "A G-Blend estimate needs a window >= 2 and two measurements. "
+            f"Received window={window}, {len(measurements)} measurement(s)."
+        )
+    used = measurements[-window:]
+    t = np.array([m.epoch for m in used], np.float64)
+    span = t[-1] - t[0]
+    if span <= 0:
+        raise ValueError(f"Measurement epochs must increase. Received {t.tolist()}.")
+    c = (t - t.mean()) / np.sum((t - t.mean()) ** 2) * span  # slope * span weights
+    heldout = np.array([m.heldout for m in used], np.float64)
+    train = np.array([m.train for m in used], np.float64)
+    sem_v = _sems(used, "heldout_sem", heldout.shape)
+    sem_t = _sems(used, "train_sem", heldout.shape)
+    d_g = -c @ heldout
+    d_o = c @ (heldout - train)
+    se_g = np.sqrt((c**2) @ sem_v**2)
+    se_o = np.sqrt((c**2) @ (sem_v**2 + sem_t**2))
+    return d_g, d_o, se_g, se_o
+
+
+def _sems(used, name, shape):
+    rows = [getattr(m, name, None) for m in used]
+    return np.array(
+        [
+            np.zeros(shape[1]) if r is None else np.nan_to_num(np.asarray(r, float))
+            for r in rows
+        ]
+    )
+
+
+def blend_robust(measurements, *, min_weight, overfit_floor, fallback, window, shrink):
+    """G-Blend weights from windowed deltas, shrunk by their uncertainty.
+
+    `dG` is soft-thresholded by `shrink` standard errors,
+    `dG* = max(dG - shrink * se(dG), 0)` (a head whose generalisation is within
+    `shrink` SE of 0 gets no raw weight), and `dO^2` is replaced by
+    `dO^2 + se(dO)^2` (the expected square of a noisy `dO`: no head gets a huge
+    weight only because its `dO` happened to land near 0). With `window=2`,
+    `shrink=0` and no standard errors this is exactly the paper's estimate.
+
+    Args:
+        measurements: `state.Measurement`s, latest last; at least two.
+        min_weight: See `blending.blend_weights`.
+        overfit_floor: See `blending.blend_weights`.
+        fallback: Weights when no head generalises (`blending.blend_weights`).
+        window: Measurements the slopes use (see `window_deltas`).
+        shrink: Standard errors subtracted from `dG` (>= 0).
+
+    Returns:
+        A `blending.BlendEstimate` whose `d_g`, `d_o` and `ogr` are the
+        unshrunk deltas.
+
+    Raises:
+        ValueError: See `window_deltas` and `blending.blend_weights`.
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(0, [2.0, 2.0], [2.0, 2.0]), M(3, [1.0, 0.2], [1.4, 1.9])]
+    >>> blend_robust(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None,
+    ...              window=2, shrink=0.0).weights.round(3)
+    array([0.991, 0.009])
+
+    References:
+        Wang, Tran, Feiszli. CVPR 2020, Eq. 3 and Proposition 1 (windows and
+        uncertainty terms are this package's additions).
+    """
+    d_g, d_o, se_g, se_o = window_deltas(measurements, window)
+    estimate = blending.blend_weights(
+        np.where(np.isfinite(d_g), np.maximum(d_g - shrink * se_g, 0.0), d_g),
+        np.sqrt(d_o**2 + se_o**2),
+        min_weight=min_weight,
+        overfit_floor=overfit_floor,
+        fallback=fallback,
+    )
+    return dataclasses.replace(estimate, d_g=d_g, d_o=d_o, ogr=blending.ogr(d_g, d_o))
+
+
+def uncertain(measurements, **settings):
+    """The paper's two-point estimate with `dG` shrunk and `dO^2` floored by its SE.
+
+    See `blend_robust` (`window=2`, `shrink=1`; `settings` are its
+    `min_weight`, `overfit_floor` and `fallback`). Needs the measurements'
+    standard errors; without them it is the paper's estimate.
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(0, [2.0, 2.0], [2.0, 2.0], [0.0, 0.0], [0.01, 0.01]),
+    ...       M(3, [1.0, 1.0], [1.5, 1.99], [0.0, 0.0], [0.01, 0.01])]
+    >>> uncertain(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights
+    array([1., 0.])
+
+    References:
+        Wang, Tran, Feiszli. CVPR 2020, Eq. 3 and Proposition 1 (the
+        uncertainty terms are this package's addition).
+    """
+    return blend_robust(measurements, window=2, shrink=DEFAULT_SHRINK, **settings)
+
+
+def windowed(measurements, **settings):
+    """The paper's weights from slopes over the last 3 measurements.
+
+    See `blend_robust` (`window=3`, `shrink=0`; `settings` are its
+    `min_weight`, `overfit_floor` and `fallback`).
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(e, [2 - 0.2 * e, 2 - 0.3 * e], [2 - 0.1 * e, 2 - 0.05 * e])
+    ...       for e in (0, 3, 6)]
+    >>> windowed(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights.round(3)
+    array([0.926, 0.074])
+    """
+    return blend_robust(measurements, window=DEFAULT_WINDOW, shrink=0.0, **settings)
+
+
+def robust(measurements, **settings):
+    """Windowed slopes (3 measurements) with the uncertainty terms of `uncertain`.
+
+    See `blend_robust` (`window=3`, `shrink=1`).
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(e, [2 - 0.2 * e, 2 - 0.3 * e], [2 - 0.1 * e, 2 - 0.05 * e],
+    ...         [0.0, 0.0], [0.02, 0.02]) for e in (0, 3, 6)]
+    >>> robust(ms, min_weight=0.0, overfit_floor=1e-3, fallback=None).weights.round(3)
+    array([0.929, 0.071])
+    """
+    return blend_robust(
+        measurements, window=DEFAULT_WINDOW, shrink=DEFAULT_SHRINK, **settings
+    )
+
+
+def fused_floor(estimator, floor=None):
+    """Wraps `estimator` so that the fused head (the last head) keeps a share.
+
+    The fused head's weight is raised to `floor` (default `1 / num_heads`, its
+    uniform share: with `weight_scale="num_heads"` that is weight 1, what naive
+    fusion gives its only head) and the other heads' weights shrink in
+    proportion, so the weights still sum to 1. G-Blend's estimate then decides how
+    the rest is spread over the modality heads, and the head the model outputs is
+    never starved (a departure from the paper, which lets it fall to ~0).
+
+    Args:
+        estimator: An estimator function (e.g. `paper`).
+        floor: Least weight of the fused head, in `[0, 1]`; None for
+            `1 / num_heads`.
+
+    Returns:
+        An estimator function.
+
+    Example:
+
+    >>> def fixed(measurements, **kwargs):
+    ...     return blending.blend_weights([0.6, 0.3, 0.1], [1.0, 1.0, 1.0])
+    >>> fused_floor(fixed)([], min_weight=0.0, overfit_floor=1e-3,
+    ...                    fallback=None).weights.round(3)
+    array([0.444, 0.222, 0.333])
+    """
+
+    def floored(measurements, *, min_weight, overfit_floor, fallback):
+        estimate = estimator(
+            measurements,
+            min_weight=min_weight,
+            overfit_floor=overfit_floor,
+            fallback=fallback,
+        )
+        w = np.asarray(estimate.weights, np.float64)
+        least = 1.0 / w.size if floor is None else floor
+        if w[-1] >= least:
+            return estimate
+        rest = w[:-1].sum()
+        head = w[:-1] * ((1.0 - least) / rest) if rest > 0 else w[:-1]
+        return dataclasses.replace(estimate, weights=np.append(head, least))
+
+    return floored
+
+
+ESTIMATORS = {
+    "paper": paper,
+    "uncertain": uncertain,
+    "windowed": windowed,
+    "robust": robust,
+}
 
 
 def get(estimator):

@@ -1,0 +1,400 @@
+r"""Speaker-fold cross-validation: the fair comparison protocol on AV-Digits.
+
+Usage (RESULTS.md's table, ~45 min on 2 shared cores; `--preset=smoke`: seconds):
+
+    python -m experiments.crossval --runner=experiments.study_fused:run_any --seeds=5 \
+        --methods=unimodal,naive,dropout,gblend_online,gblend_recipe,uniform_heads_dropout
+
+Protocol: the pooled AV-Digits speakers (train + test splits, 6 speakers) are cut
+into `--folds` folds of whole speakers; each fold tests its speakers (every
+speaker once) and trains on the others, with `V` = whole training speakers. Each
+method's learning rate is chosen per fold on `V` only, from one grid shared by all
+methods: a selection run gets a `Task` whose test split IS `V`
+(`selection_task`), so the fold's test speakers are never an argument of
+selection (`tests/test_crossval.py` proves it with a test split that raises when
+read). Then each method trains with its rate, once per seed, and is scored on the
+fold's test speakers (output head and heads' ensemble). The report gives per
+method the mean, paired differences against image-only and naive fusion with 95%
+t-intervals over the (fold, seed) pairs, and win counts.
+
+Runs go through a harness run function `run_fn(method, task, config, seed) ->
+rows` (default `experiments.common.run_method`), so new methods plug in without
+a change here. Every finished run is appended to a JSONL file: a killed run
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from experiments import common
+from keras_gblend import data
+
+# Two-sided 95% quantiles of Student's t, by degrees of freedom.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
+_T975.update({8: 2.306, 9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086})
+_T975.update({25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980})
+BASELINES = ("unimodal_image", "naive")
+DEFAULT_GRID = (0.003, 0.01, 0.03)
+
+
+def t_quantile(df):
+    """The 0.975 quantile of Student's t with `df` (>= 1) degrees of freedom.
+
+    Tabulated values; between two tabulated `df` the smaller one's (a slightly
+    wider, conservative interval); 1.96 beyond 120.
+
+    Example:
+
+    >>> t_quantile(2), t_quantile(11), t_quantile(1000)
+    (4.303, 2.228, 1.96)
+    """
+    if df < 1:
+        raise ValueError(f"`df` must be >= 1. Received {df}.")
+    return 1.96 if df > 120 else _T975[max(k for k in _T975 if k <= df)]
+
+
+def paired_ci(differences):
+    """Mean and 95% t-interval of paired differences.
+
+    Returns:
+        `(mean, low, high)`; `low == high == mean` for a single pair.
+
+    Example:
+
+    >>> [round(v, 3) for v in paired_ci([1.0, 2.0, 3.0])]
+    [2.0, -0.484, 4.484]
+    """
+    d = np.asarray(differences, np.float64)
+    mean = float(d.mean())
+    if d.size < 2:
+        return mean, mean, mean
+    half = t_quantile(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return mean, mean - half, mean + half
+
+
+def pooled_av_digits():
+    """AV-Digits' two splits as one pool `(x, y, speakers)` of 6 speakers."""
+    parts = [data.load_av_digits(s) for s in ("train", "test")]
+    x = {m: np.concatenate([p.x[m] for p in parts]) for m in parts[0].x}
+    y = np.concatenate([p.y for p in parts])
+    return x, y, np.concatenate([p.speakers for p in parts])
+
+
+def speaker_folds(speakers, num_folds):
+    """Cuts the sorted distinct speakers into `num_folds` groups of test speakers.
+
+    Raises:
+        ValueError: If there are fewer speakers than folds plus one.
+
+    Example:
+
+    >>> speaker_folds([3, 1, 2, 1, 0, 5, 4], 3)
+    [[0, 1], [2, 3], [4, 5]]
+    """
+    unique = np.unique(speakers)
+    if len(unique) < num_folds + 1 or num_folds < 2:
+        raise ValueError(
+            f"`num_folds` must be in [2, {len(unique) - 1}] for {len(unique)} "
+            f"speakers. Received {num_folds}."
+        )
+    return [part.tolist() for part in np.array_split(unique, num_folds)]
+
+
+def _standardise(x, train_rows, modalities):
+    """Re-standardises `modalities` per feature bin on the fold's training rows."""
+    x = dict(x)
+    for m in modalities:
+        ref = x[m][train_rows]
+        axes = (0, 1) if ref.ndim >= 3 else (0,)  # per mel bin, as load_av_digits
+        mean, std = ref.mean(axis=axes), np.maximum(ref.std(axis=axes), 1e-6)
+        x[m] = ((x[m] - mean) / std).astype(np.float32)
+    return x
+
+
+def fold_task(pool, test_speakers, name="av_digits", standardise=("audio",)):
+    """The `common.Task` of one fold: test = `test_speakers`, train = the others.
+
+    Modalities in `standardise` are re-standardised with statistics of the
+    fold's training speakers only.
+    """
+    x, y, speakers = pool
+    test = np.isin(speakers, test_speakers)
+    x = _standardise(x, ~test, [m for m in standardise if m in x])
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+    train, test = data.take((x, y), train_rows), data.take((x, y), test_rows)
+    return common.Task(name, train, test, speakers[train_rows], int(y.max()) + 1)
+
+
+def selection_task(task, config, seed):
+    """The task a selection run trains and scores on: its test split is `V`.
+
+    Only `task.train` and `task.groups` are read, so selection never sees the
+    fold's test speakers.
+    """
+    fraction = config.heldout_fraction
+    rows, heldout = data.holdout_indices(
+        task.train[1], heldout_fraction=fraction, groups=task.groups, seed=seed
+    )
+    groups = None if task.groups is None else np.asarray(task.groups)[rows]
+    train, heldout = data.take(task.train, rows), data.take(task.train, heldout)
+    return common.Task(f"{task.name}/select", train, heldout, groups, task.num_classes)
+
+
+class Ledger:
+    """The resumable JSONL results file: one line per finished run."""
+
+    def __init__(self, path, header):
+        self.path, self.records = path, {}
+        if path and os.path.exists(path):
+            with open(path) as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # blank, or the half-written line of a killed run
+                    if record.get("kind") == "header" and record["header"] != header:
+                        raise ValueError(
+                            f"`output` {path!r} holds another setting's results "
+                            f"({record['header']}); expected {header}. Use a new file."
+                        )
+                    self.records[self._key(record)] = record
+        elif path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._append({"kind": "header", "header": header})
+
+    @staticmethod
+    def _key(record):
+        return tuple(record.get(k) for k in ("kind", "fold", "method", "lr", "seed"))
+
+    def _append(self, record):
+        if self.path:
+            with open(self.path, "a") as handle:  # "\n" first: after a torn line
+                handle.write("\n" + json.dumps(record) + "\n")
+
+    def run(self, key, fn, *args):
+        """The rows recorded under `key`, running `fn(*args)` first if none are."""
+        kind, fold, method, lr, seed = key
+        if key not in self.records:
+            record = dict(kind=kind, fold=fold, method=method, lr=lr, seed=seed)
+            record["rows"] = json.loads(json.dumps(fn(*args), default=float))
+            self.records[key] = record
+            self._append(record)
+        return self.records[key]["rows"]
+
+
+def _result(fold, seed, lr, row):
+    ens = row.get("ensemble_accuracy")
+    return dict(
+        fold=fold,
+        seed=seed,
+        method=row["method"],
+        lr=lr,
+        accuracy=100 * row["accuracy"],
+        ensemble_accuracy=None if ens is None else 100 * ens,
+        weights=row.get("weights"),
+    )
+
+
+def select_learning_rates(method, task, config, grid, *, ledger, fold, run_fn, seed=0):
+    """Learning rate per result row (e.g. `unimodal_image`) chosen on `V`.
+
+    Returns:
+        `{row_method: lr}`: the grid value with the best output-head accuracy on
+        `V` (ties: the smaller rate).
+    """
+    sel = selection_task(task, config, seed)
+    scores = {}
+    for lr in grid:
+        cfg = dataclasses.replace(config, learning_rate=lr)
+        key = ("select", fold, method, lr, seed)
+        for row in ledger.run(key, run_fn, method, sel, cfg, seed):
+            scores.setdefault(row["method"], []).append((row["accuracy"], -lr, lr))
+    return {m: max(s)[2] for m, s in scores.items()}
+
+
+def run_protocol(
+    methods,
+    pool,
+    config,
+    *,
+    folds=3,
+    seeds=5,
+    grid=DEFAULT_GRID,
+    output=None,
+    run_fn=None,
+    log=print,
+):
+    """Runs the cross-validated comparison; returns the test records.
+
+    Args:
+        methods: Method names understood by `run_fn`.
+        pool: `(x, y, groups)` pooled data (see `pooled_av_digits`).
+        config: The `common.Config` every run starts from.
+        folds, seeds: Speaker folds; seeds 0..seeds-1 per fold.
+        grid: Learning rates every method's selection tries.
+        output: JSONL results file (resumed if it exists) or None.
+        run_fn: `run_fn(method, task, config, seed) -> rows` (`common.run_method`).
+        log: Progress printer.
+
+    Returns:
+        A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
+        weights` (accuracies in %), one per result row.
+    """
+    run_fn = run_fn or common.run_method
+    header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
+    ledger = Ledger(output, header)
+    tasks = [fold_task(pool, s) for s in speaker_folds(pool[2], folds)]
+    results, start, done = [], time.perf_counter(), 0
+    for seed in range(seeds):  # seed-major: a partial run covers every fold
+        for fold, task in enumerate(tasks):
+            for method in methods:
+                lrs = select_learning_rates(
+                    method, task, config, grid, ledger=ledger, fold=fold, run_fn=run_fn
+                )
+                now = []
+                for lr in sorted(set(lrs.values())):
+                    cfg = dataclasses.replace(config, learning_rate=lr)
+                    key = ("test", fold, method, lr, seed)
+                    rows = ledger.run(key, run_fn, method, task, cfg, seed)
+                    now += [
+                        _result(fold, seed, lr, r)
+                        for r in rows
+                        if lrs[r["method"]] == lr
+                    ]
+                results += now
+                done += 1
+                log(
+                    f"[{time.perf_counter() - start:6.0f} s, {done}/"
+                    f"{seeds * folds * len(methods)}] fold {fold} seed {seed} "
+                    f"{method} lr {lrs}: "
+                    + ", ".join(f"{r['method']} {r['accuracy']:.1f}" for r in now)
+                )
+    return results
+
+
+def summarise(results, baselines=BASELINES):
+    """Per method: mean, paired differences with 95% CIs and wins vs `baselines`.
+
+    Returns:
+        `{method: {"n", "mean", "ensemble_mean", "lrs", "vs": {baseline: {...}}}}`
+        where each `vs` entry has `mean, low, high, wins, ties, losses` for the
+        output head and `ens_mean, ens_low, ens_high` for the ensemble (paired
+        with the baseline's output head).
+    """
+    table = {}
+    for r in results:
+        table.setdefault(r["method"], {})[(r["fold"], r["seed"])] = r
+    summary = {}
+    for method, runs in table.items():
+        ens = [r["ensemble_accuracy"] for r in runs.values()]
+        entry = dict(
+            n=len(runs),
+            mean=float(np.mean([r["accuracy"] for r in runs.values()])),
+            ensemble_mean=None if None in ens else float(np.mean(ens)),
+            lrs=sorted({r["lr"] for r in runs.values()}),
+            vs={},
+        )
+        for base in baselines:
+            pairs = sorted(set(runs) & set(table.get(base, {})))
+            if not pairs:
+                continue
+            ref = [table[base][p]["accuracy"] for p in pairs]
+            d = [runs[p]["accuracy"] - r for p, r in zip(pairs, ref)]
+            vs = dict(zip(("mean", "low", "high"), paired_ci(d)), n=len(d))
+            vs.update(wins=sum(v > 0 for v in d), ties=d.count(0.0))
+            vs["losses"] = len(d) - vs["wins"] - vs["ties"]
+            if entry["ensemble_mean"] is not None:
+                e = [runs[p]["ensemble_accuracy"] - r for p, r in zip(pairs, ref)]
+                vs.update(zip(("ens_mean", "ens_low", "ens_high"), paired_ci(e)))
+            entry["vs"][base] = vs
+        summary[method] = entry
+    return summary
+
+
+def _ci(vs, prefix):
+    mean, low, high = (vs[prefix + k] for k in ("mean", "low", "high"))
+    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def format_table(summary, baselines=BASELINES):
+    """The summary as a markdown table."""
+    head = "| method | n | lr(s) | output % | ensemble % |"
+    rule = "|---|---|---|---|---|"
+    for base in baselines:
+        head += f" output - {base} [95% CI] (W/T/L) | ensemble - {base} [95% CI] |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for method, e in summary.items():
+        ens = "–" if e["ensemble_mean"] is None else f"{e['ensemble_mean']:.1f}"
+        line = (
+            f"| {method} | {e['n']} | {','.join(str(v) for v in e['lrs'])} | "
+            f"{e['mean']:.1f} | {ens} |"
+        )
+        for base in baselines:
+            vs = e["vs"].get(base)
+            if vs is None or method == base:
+                line += " – | – |"
+                continue
+            line += f" {_ci(vs, '')} ({vs['wins']}/{vs['ties']}/{vs['losses']}) |"
+            line += f" {_ci(vs, 'ens_')} |" if "ens_mean" in vs else " – |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+SMOKE = dict(epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64)
+PRESETS = {"full": dict(seeds=5, config={}), "smoke": dict(seeds=1, config=SMOKE)}
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
+    flags.DEFINE_list(
+        "methods",
+        ["unimodal", "naive", "dropout", "gblend_online", "gblend_dropout"],
+        "Methods of the harness to compare.",
+    )
+    flags.DEFINE_integer("folds", 3, "Speaker folds.")
+    flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
+    flags.DEFINE_list("lr_grid", [str(v) for v in DEFAULT_GRID], "Learning-rate grid.")
+    flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
+    flags.DEFINE_string("runner", "experiments.common:run_method", "module:run_fn")
+    flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
+    flags.DEFINE_string(
+        "output", "runs/crossval/results.jsonl", "Resumable JSONL file."
+    )
+
+
+def main(argv):
+    del argv
+    preset, (module, name) = PRESETS[FLAGS.preset], FLAGS.runner.split(":")
+    overrides = dict(preset["config"], **common.parse_overrides(FLAGS.config))
+    config = dataclasses.replace(common.Config(), **overrides)
+    results = run_protocol(
+        FLAGS.methods,
+        pooled_av_digits(),
+        config,
+        folds=FLAGS.folds,
+        seeds=FLAGS.seeds or preset["seeds"],
+        grid=tuple(float(v) for v in FLAGS.lr_grid),
+        output=FLAGS.output,
+        run_fn=getattr(importlib.import_module(module), name),
+    )
+    baselines = tuple(FLAGS.baselines)
+    table = format_table(summarise(results, baselines), baselines)
+    with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
+        handle.write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

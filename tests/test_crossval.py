@@ -1,0 +1,223 @@
+"""The cross-validation protocol: folds, selection on V only, statistics, resuming."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from experiments import common, crossval
+
+GRID = (0.001, 0.01, 0.1)
+
+
+def _pool(num_speakers=6, per_speaker=12):
+    """A toy pool whose feature `id` is the example's row number."""
+    n = num_speakers * per_speaker
+    rows = np.arange(n, dtype=np.float32)
+    x = {"id": rows[:, None], "audio": np.random.default_rng(0).normal(size=(n, 3))}
+    return x, np.arange(n) % 3, np.repeat(np.arange(num_speakers), per_speaker)
+
+
+def _ids(split):
+    return set(np.asarray(split[0]["id"])[:, 0].astype(int).tolist())
+
+
+class _Unreadable:
+    """A test split that fails the moment anything reads it."""
+
+    def __getitem__(self, index):
+        raise AssertionError("the test split was read")
+
+    def __iter__(self):
+        raise AssertionError("the test split was read")
+
+
+def test_every_speaker_is_tested_once_and_never_trained_on():
+    pool = _pool()
+    folds = crossval.speaker_folds(pool[2], 3)
+    assert sorted(s for f in folds for s in f) == list(range(6))
+    for speakers in folds:
+        task = crossval.fold_task(pool, speakers)
+        test_ids, train_ids = _ids(task.test), _ids(task.train)
+        assert test_ids == set(np.flatnonzero(np.isin(pool[2], speakers)).tolist())
+        assert not test_ids & train_ids and len(test_ids | train_ids) == 72
+        assert not set(task.groups.tolist()) & set(speakers)
+    with pytest.raises(ValueError, match="num_folds"):
+        crossval.speaker_folds(pool[2], 6)
+
+
+def test_audio_is_standardised_on_the_training_speakers_only():
+    pool = _pool()
+    pool[0]["audio"][np.isin(pool[2], [0, 1])] += 100.0  # test speakers shifted
+    task = crossval.fold_task(pool, [0, 1])
+    np.testing.assert_allclose(task.train[0]["audio"].mean(0), 0, atol=1e-5)
+    assert task.test[0]["audio"].mean() > 10  # the shift is not normalised away
+
+
+def test_selection_never_reads_the_test_split_and_scores_on_v():
+    pool = _pool()
+    task = crossval.fold_task(pool, [0, 1])
+    seen = []
+
+    def run_fn(method, sel, config, seed):
+        seen.append((_ids(sel.train), _ids(sel.test), set(sel.groups.tolist())))
+        return [dict(method=method, accuracy=config.learning_rate)]
+
+    poisoned = dataclasses.replace(task, test=_Unreadable())
+    ledger = crossval.Ledger(None, {})
+    lrs = crossval.select_learning_rates(
+        "m", poisoned, common.Config(), GRID, ledger=ledger, fold=0, run_fn=run_fn
+    )
+    assert lrs == {"m": 0.1}  # the best score on V
+    assert len(seen) == len(GRID)
+    train_ids = _ids(task.train)
+    for trained, scored, groups in seen:
+        # V: whole training speakers, disjoint from what the selection run trains on.
+        assert scored <= train_ids and trained <= train_ids and not trained & scored
+        v_speakers = set(pool[2][sorted(scored)].tolist())
+        assert not v_speakers & groups and not v_speakers & {0, 1}
+
+
+def _fake_run(calls, fail_after=None):
+    """A harness run whose score prefers lr 0.1 on V and lr 0.001 on test."""
+
+    def run_fn(method, task, config, seed):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise KeyboardInterrupt("killed")
+        fold = frozenset(_ids(task.train))  # tells the folds apart
+        calls.append((method, task.name, fold, config.learning_rate, seed))
+        on_v = task.name.endswith("/select")
+        lr = config.learning_rate
+        score = lr if on_v else 1 - lr - 0.01 * seed
+        if method == "unimodal":
+            return [
+                dict(method="unimodal_image", accuracy=score, ensemble_accuracy=None),
+                dict(method="unimodal_audio", accuracy=score / 2),
+            ]
+        return [dict(method=method, accuracy=score, ensemble_accuracy=score)]
+
+    return run_fn
+
+
+def test_learning_rate_is_chosen_on_v_even_when_test_prefers_another():
+    calls = []
+    results = crossval.run_protocol(
+        ["unimodal", "naive"], _pool(), common.Config(), folds=3, seeds=2,
+        grid=GRID, run_fn=_fake_run(calls), log=lambda _: None,
+    )  # fmt: skip
+    assert {r["lr"] for r in results} == {0.1}
+    assert len(results) == 3 * 2 * 3  # folds x seeds x result rows
+    # Selection: one run per fold, method and rate; test: one per fold, method, seed.
+    assert len(calls) == 3 * 2 * len(GRID) + 3 * 2 * 2
+    assert {c[3] for c in calls if not c[1].endswith("/select")} == {0.1}
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    path = str(tmp_path / "results.jsonl")
+    kwargs = dict(folds=3, seeds=2, grid=GRID, log=lambda _: None)
+    methods, config = ["unimodal", "naive"], common.Config()
+    first = []
+    with pytest.raises(KeyboardInterrupt):
+        crossval.run_protocol(
+            methods, _pool(), config, output=path,
+            run_fn=_fake_run(first, fail_after=10), **kwargs,
+        )  # fmt: skip
+    with open(path, "a") as handle:
+        handle.write('{"kind": "test", "fold"')  # torn line of the killed write
+    second = []
+    resumed = crossval.run_protocol(
+        methods, _pool(), config, output=path, run_fn=_fake_run(second), **kwargs
+    )
+    assert len(first) == 10 and not set(first) & set(second)
+    assert len(first) + len(second) == 3 * 2 * len(GRID) + 3 * 2 * 2
+    fresh = crossval.run_protocol(
+        methods, _pool(), config, run_fn=_fake_run([]), **kwargs
+    )
+    assert resumed == fresh
+    with pytest.raises(ValueError, match="another setting"):
+        crossval.run_protocol(
+            methods, _pool(), dataclasses.replace(config, epochs=3), output=path,
+            run_fn=_fake_run([]), **kwargs,
+        )  # fmt: skip
+
+
+def test_paired_ci_is_the_t_interval():
+    mean, low, high = crossval.paired_ci([1.0, 2.0, 3.0, 6.0])
+    sd = np.std([1, 2, 3, 6], ddof=1)
+    assert mean == 3.0
+    assert high - mean == pytest.approx(3.182 * sd / 2)
+    assert low == pytest.approx(2 * mean - high)
+    assert crossval.paired_ci([2.5]) == (2.5, 2.5, 2.5)
+    assert crossval.t_quantile(5) == 2.571 and crossval.t_quantile(13) == 2.179
+
+
+def test_summary_pairs_by_fold_and_seed_and_counts_wins():
+    def result(method, fold, seed, acc, ens=None):
+        return dict(method=method, fold=fold, seed=seed, lr=0.01, accuracy=acc,
+                    ensemble_accuracy=ens, weights=None)  # fmt: skip
+
+    results = [
+        result("unimodal_image", 0, 0, 90.0), result("unimodal_image", 1, 0, 80.0),
+        result("naive", 0, 0, 88.0, 70.0), result("naive", 1, 0, 82.0, 75.0),
+        result("naive", 2, 0, 99.0, 75.0),  # no image-only partner: not paired
+    ]  # fmt: skip
+    vs = crossval.summarise(results)["naive"]["vs"]["unimodal_image"]
+    assert vs["n"] == 2 and vs["mean"] == pytest.approx(0.0)
+    assert (vs["wins"], vs["ties"], vs["losses"]) == (1, 0, 1)
+    assert vs["ens_mean"] == pytest.approx((70 - 90 + 75 - 80) / 2)
+    table = crossval.format_table(crossval.summarise(results))
+    assert "| naive | 3 |" in table and "+0.0 [" in table
+
+
+@pytest.mark.slow
+def test_smoke_with_the_real_harness(tmp_path):
+    x, y, speakers = _pool(per_speaker=16)
+    rng = np.random.default_rng(1)
+    x = {m: rng.normal(size=(96, d)).astype("float32") for m, d in (("a", 4), ("b", 6))}
+    config = dataclasses.replace(
+        common.Config(), **dict(crossval.SMOKE, subset_size=16)
+    )
+    path = str(tmp_path / "cv.jsonl")
+    results = crossval.run_protocol(
+        ["naive"], (x, y, speakers), config, folds=2, seeds=1, grid=(0.01, 0.1),
+        output=path, log=lambda _: None,
+    )  # fmt: skip
+    assert len(results) == 2 and all(0 <= r["accuracy"] <= 100 for r in results)
+    with open(path) as handle:
+        kinds = [json.loads(line)["kind"] for line in handle if line.strip()]
+    assert kinds.count("select") == 2 * 2 and kinds.count("test") == 2
+
+
+@pytest.mark.filterwarnings("ignore:G-Blend at epoch")
+@pytest.mark.parametrize("variant", ["gblend_recipe", "recipe_robust"])
+def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant):
+    from experiments import study_fused
+
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    x = {
+        "image": (rng.normal(size=(80, 3)) + y[:, None]).astype("float32"),
+        "audio": rng.normal(size=(80, 5)).astype("float32"),
+    }
+    task = common.Task(
+        "toy", data_take(x, y, slice(0, 60)), data_take(x, y, slice(60, 80)), None, 2
+    )
+    config = dataclasses.replace(
+        common.Config(),
+        epochs=4,
+        warmup_epochs=0,
+        super_epoch=1,
+        subset_size=16,
+        encoders="image:mlp+audio:mlp",
+    )
+    (row,) = study_fused.run_variant(variant, task, config, seed=0)
+    assert row["weights"]["fused"] >= 1 / 3 - 1e-9
+    assert sum(row["weights"].values()) == pytest.approx(1.0)
+    assert len(row["weight_history"]) == 4  # one estimate per epoch after the first
+    assert 0 <= row["audio_shuffled_accuracy"] <= 1
+    assert json.loads(json.dumps(row, default=float))["weight_history"][0]["epoch"] == 1
+
+
+def data_take(x, y, rows):
+    return {m: v[rows] for m, v in x.items()}, y[rows]
