@@ -18,7 +18,7 @@ method the mean, paired differences against image-only and naive fusion with 95%
 t-intervals over the (fold, seed) pairs, and win counts.
 
 Runs go through a harness run function `run_fn(method, task, config, seed) ->
-rows` (default `experiments.common.run_method`), so new methods plug in without
+rows` (default `experiments.methods.run_method`), so new methods plug in without
 a change here. Every finished run is appended to a JSONL file: a killed run
 continues where it stopped.
 """
@@ -36,6 +36,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common
+from experiments import methods as harness
 from keras_gblend import data
 
 # Two-sided 95% quantiles of Student's t, by degrees of freedom.
@@ -242,14 +243,14 @@ def run_protocol(
         folds, seeds: Speaker folds; seeds 0..seeds-1 per fold.
         grid: Learning rates every method's selection tries.
         output: JSONL results file (resumed if it exists) or None.
-        run_fn: `run_fn(method, task, config, seed) -> rows` (`common.run_method`).
+        run_fn: `run_fn(method, task, config, seed) -> rows` (`methods.run_method`).
         log: Progress printer.
 
     Returns:
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
         weights` (accuracies in %), one per result row.
     """
-    run_fn = run_fn or common.run_method
+    run_fn = run_fn or harness.run_method
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
     ledger = Ledger(output, header)
     tasks = [fold_task(pool, s) for s in speaker_folds(pool[2], folds)]
@@ -366,7 +367,7 @@ def _define_flags():
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
     flags.DEFINE_list("lr_grid", [str(v) for v in DEFAULT_GRID], "Learning-rate grid.")
     flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
-    flags.DEFINE_string("runner", "experiments.common:run_method", "module:run_fn")
+    flags.DEFINE_string("runner", "experiments.methods:run_method", "module:run_fn")
     flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
     flags.DEFINE_string(
         "output", "runs/crossval/results.jsonl", "Resumable JSONL file."

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from experiments import common
-from keras_gblend import FUSED, GBlendCallback, GBlendModel
+from keras_gblend import FUSED, GBlendCallback, GBlendModel, estimators
 from keras_gblend.estimation import estimate_offline
 
 
@@ -200,8 +200,9 @@ def gblend_offline(ctx):
     return Outcome(_fit(ctx, model))
 
 
-def gblend_callback(ctx, mode="in_situ"):
-    """The `GBlendCallback` of the online methods, with `ctx.config`'s settings."""
+def gblend_callback(ctx, mode="in_situ", **kwargs):
+    """The `GBlendCallback` of the online methods, with `ctx.config`'s settings
+    (`kwargs`: further callback arguments, e.g. `estimator`, `weight_scale`)."""
     exact = mode == "exact"
     return GBlendCallback(
         ctx.subset,
@@ -215,13 +216,14 @@ def gblend_callback(ctx, mode="in_situ"):
         exact_epochs=ctx.config.exact_epochs,
         verbose=ctx.verbose,
         state_path=ctx.fresh_state_path(),
+        **kwargs,
     )
 
 
-def gblend_online(ctx, mode="in_situ", dropout=0.0):
+def gblend_online(ctx, mode="in_situ", dropout=0.0, **kwargs):
     """Weights re-estimated during training by `GBlendCallback`."""
     model = common.build_model(ctx.task, ctx.config, dropout=dropout)
-    callback = gblend_callback(ctx, mode)
+    callback = gblend_callback(ctx, mode, **kwargs)
     _fit(ctx, model, [callback])
     return Outcome(model, state_path=callback.state_path)
 
@@ -234,6 +236,23 @@ def gblend_exact(ctx):
 def gblend_dropout(ctx):
     """In-situ online G-Blend with dropout."""
     return gblend_online(ctx, dropout=ctx.config.dropout)
+
+
+def gblend_recipe(ctx):
+    """The project's recipe (RESULTS.md): in-situ G-Blend with dropout, the
+    weights scaled to sum to the number of heads and the fused head's share
+    floored at 1 / (K + 1)."""
+    estimator = estimators.fused_floor(estimators.paper)
+    return gblend_online(
+        ctx, dropout=ctx.config.dropout, weight_scale="num_heads", estimator=estimator
+    )
+
+
+def heads_dropout(ctx):
+    """The recipe without G-Blend: every head's loss with weight 1, dropout."""
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    model.set_blend_weights({h: 1.0 for h in model.head_names})
+    return Outcome(_fit(ctx, model))
 
 
 def ogm_ge(ctx):
@@ -260,6 +279,8 @@ METHODS = {
     "gblend_online": gblend_online,
     "gblend_exact": gblend_exact,
     "gblend_dropout": gblend_dropout,
+    "gblend_recipe": gblend_recipe,
+    "heads_dropout": heads_dropout,
     "ogm_ge": ogm_ge,
 }
 

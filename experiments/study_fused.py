@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from experiments import common, crossval
+from experiments import common, crossval, methods
 from keras_gblend import GBlendCallback, build_gblend_model, estimators
 from keras_gblend.models import FUSED
 
@@ -96,7 +96,7 @@ def _accuracy(probs, y):
 
 
 def run_variant(variant, task, config=None, seed=0, verbose=0):
-    """Trains one variant of `VARIANTS`; rows as `common.run_method` returns.
+    """Trains one variant of `VARIANTS`; rows as `methods.run_method` returns.
 
     Extra row fields: `audio_shuffled_accuracy` (the output head's accuracy
     when the test split's audio is permuted across examples; `None` without an
@@ -184,10 +184,10 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
 
 
 def run_any(method, task, config=None, seed=0):
-    """`run_variant` for `VARIANTS`, `common.run_method` for the harness's methods."""
+    """`run_variant` for `VARIANTS`, `methods.run_method` for the harness's methods."""
     if method in VARIANTS:
         return run_variant(method, task, config, seed)
-    return common.run_method(method, task, config or common.Config(), seed)
+    return methods.run_method(method, task, config or common.Config(), seed)
 
 
 def format_study(rows):

@@ -42,6 +42,7 @@ EXPECTED_WEIGHTS = {
     "early_stopping": {"a": 0.0, "b": 0.0, "fused": 1.0},
     "pretrain": {"a": 0.0, "b": 0.0, "fused": 1.0},
     "uniform": {"a": 1 / 3, "b": 1 / 3, "fused": 1 / 3},
+    "heads_dropout": {"a": 1.0, "b": 1.0, "fused": 1.0},
 }
 
 
@@ -60,11 +61,13 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
     assert row["method"] == method and row["accuracy"] == row["head_accuracy"]["fused"]
     if method in EXPECTED_WEIGHTS:
         assert row["weights"] == pytest.approx(EXPECTED_WEIGHTS[method])
-    if method in ("gblend_online", "gblend_exact", "gblend_dropout"):
-        # The state file the plot command reads ends with the model's weights.
+    if method in ("gblend_online", "gblend_exact", "gblend_dropout", "gblend_recipe"):
+        # The state file the plot command reads ends with the model's weights
+        # (the recipe assigns them scaled to sum to the number of heads, 3).
         history = read_history(row["state_path"])
         final = {h: history.series("weight", h)[1][-1] for h in history.head_names}
-        assert final == pytest.approx(row["weights"])
+        scale = 3.0 if method == "gblend_recipe" else 1.0
+        assert {h: scale * w for h, w in final.items()} == pytest.approx(row["weights"])
     else:
         assert row["state_path"] is None and not os.path.exists(state_path)
     if method == "gblend_offline":  # Estimated, not the initial uniform weights.
