@@ -105,7 +105,9 @@ def per_replica(strategy, variable):
 
 def train_gblend(strategy):
     model = build(strategy)
-    callback = GBlendCallback(subset, heldout, super_epoch=1, batch_size=32, verbose=0)
+    callback = GBlendCallback(
+        subset, heldout, warmup_epochs=0, super_epoch=1, batch_size=32, verbose=0
+    )
     history = model.fit(
         *train,
         batch_size=GLOBAL_BATCH,
@@ -128,7 +130,7 @@ def train_gblend(strategy):
         },
         "max_replica_difference": max(replica_diffs),
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "estimates": callback.estimates,
+        "estimates": callback.state.to_dict()["estimates"],
         "weights": [np.asarray(w).ravel().tolist() for w in model.get_weights()],
     }
 

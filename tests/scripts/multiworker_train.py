@@ -74,7 +74,9 @@ result = {
     "replicas": strategy.num_replicas_in_sync,
     "task": json.loads(os.environ.get("TF_CONFIG", "{}")).get("task"),
 }
-callback = GBlendCallback(subset, heldout, super_epoch=1, batch_size=32, verbose=0)
+callback = GBlendCallback(
+    subset, heldout, warmup_epochs=0, super_epoch=1, batch_size=32, verbose=0
+)
 try:
     history = model.fit(
         *train,
@@ -96,7 +98,7 @@ fused = model.predict(heldout[0], batch_size=GLOBAL_BATCH, verbose=0)["fused"]
 result.update(
     blend_weights=model.get_blend_weights(),
     history={k: [float(x) for x in v] for k, v in history.history.items()},
-    estimates=callback.estimates,
+    estimates=callback.state.to_dict()["estimates"],
     weights=[np.asarray(w).ravel().tolist() for w in model.get_weights()],
     fused_heldout=np.asarray(fused).tolist(),
 )
