@@ -36,7 +36,6 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common
-from experiments import methods as harness
 from keras_gblend import data
 
 # Two-sided 95% quantiles of Student's t, by degrees of freedom.
@@ -250,7 +249,7 @@ def run_protocol(
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
         weights` (accuracies in %), one per result row.
     """
-    run_fn = run_fn or harness.run_method
+    run_fn = run_fn or importlib.import_module("experiments.methods").run_method
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
     ledger = Ledger(output, header)
     tasks = [fold_task(pool, s) for s in speaker_folds(pool[2], folds)]
