@@ -56,12 +56,16 @@ RAW_DATA_HELP = (
 )
 
 _FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "raw_dir", str((REPO_ROOT / ".." / "shared" / "data").resolve()), "Raw data."
-)
-flags.DEFINE_string(
-    "output", str(REPO_ROOT / "keras_gblend" / "data" / "av_digits.npz"), "Output."
-)
+
+
+def _define_flags():
+    # Defined only when run as a program: other tools import this module.
+    flags.DEFINE_string(
+        "raw_dir", str((REPO_ROOT / ".." / "shared" / "data").resolve()), "Raw data."
+    )
+    flags.DEFINE_string(
+        "output", str(REPO_ROOT / "keras_gblend" / "data" / "av_digits.npz"), "Output."
+    )
 
 
 def _clip_table(recordings_dir):
@@ -215,4 +219,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
