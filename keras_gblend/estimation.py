@@ -140,7 +140,7 @@ class HeadCopies:
         for i, (head, sub) in enumerate(self._subs.items()):
             self._twin.set_weights(weights)
             for variable in sub.optimizer.variables:
-                variable.assign(keras.ops.zeros_like(variable))
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
             sub.optimizer.learning_rate = learning_rate  # Zeroed with the rest.
             if seed is not None:
                 keras.utils.set_random_seed(seed)
