@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import os
 
-import keras
 import numpy as np
 from absl import app, flags
 
-from experiments import common
-from keras_gblend import GBlendCallback, io_utils
+from experiments import common, methods
+from keras_gblend import io_utils
 from keras_gblend.inference import MODES, accuracy
 from keras_gblend.models import FUSED
 
@@ -40,54 +39,28 @@ flags.DEFINE_list("render", [], "Only print the tables of these result files.")
 METHODS = ("naive", "gblend", "gblend_dropout")
 
 
+# This study's names -> the experiments' methods (experiments/methods.py).
+HARNESS = {
+    "naive": "naive",
+    "gblend": "gblend_online",
+    "gblend_dropout": "gblend_dropout",
+}
+
+
 def train(method, task, config, seed):
-    """Trains one multi-head `method`; returns the model and `V`."""
-    keras.utils.set_random_seed(seed)
-    train_set, subset, heldout = common.split(task, config, seed)
-    dropout = config.dropout if method == "gblend_dropout" else 0.0
-    model = common.build_model(task, config, dropout=dropout)
-    callbacks = []
-    if method == "naive":
-        model.set_blend_weights({h: float(h == FUSED) for h in model.head_names})
-    else:
-        callbacks.append(
-            GBlendCallback(
-                subset,
-                heldout,
-                warmup_epochs=config.warmup_epochs,
-                super_epoch=config.super_epoch,
-                min_weight=config.min_weight,
-                verbose=0,
-            )
-        )
-    model.fit(
-        *train_set,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    return model, heldout
+    """Trains one multi-head `method` with the experiments' own method function;
+    returns the model and `V`."""
+    ctx = methods.make_context(task, config, seed)
+    return methods.METHODS[HARNESS[method]](ctx).model, ctx.heldout
 
 
 def unimodal_accuracies(task, config, seed):
     """Trains one uni-modal model per modality; returns their test accuracies."""
-    keras.utils.set_random_seed(seed)
-    (x, y), _, _ = common.split(task, config, seed)
-    model = common.build_model(task, config)
-    result = {}
-    for m in model.modalities:
-        sub = model.head_model(m)
-        sub.compile(
-            optimizer=keras.optimizers.SGD(config.learning_rate, config.momentum),
-            loss="sparse_categorical_crossentropy",
-        )
-        sub.fit(
-            {m: x[m]}, y, epochs=config.epochs, batch_size=config.batch_size, verbose=0
-        )
-        probs = sub.predict({m: task.test[0][m]}, verbose=0)
-        result[m] = accuracy(probs, task.test[1])
-    return result
+    (x, y), ctx = task.test, methods.make_context(task, config, seed)
+    return {
+        o.output: accuracy(o.model.predict({o.output: x[o.output]}, verbose=0), y)
+        for o in methods.unimodal(ctx)
+    }
 
 
 def missing_accuracies(model, task):
