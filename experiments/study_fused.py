@@ -72,6 +72,12 @@ VARIANTS.update(
         for name in ("paper", "uncertain", "windowed", "robust")
     }
 )
+# The recipe with each head's deltas per unit of its weight in force
+# (`estimators.rate_normalised`).
+VARIANTS.update(
+    recipe_rate=dict(RECIPE, rate=True),
+    recipe_rate_uncertain=dict(RECIPE, rate=True, estimator="uncertain"),
+)
 
 
 def _stop_gradient_concat(features):
@@ -137,6 +143,8 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
         loss="sparse_categorical_crossentropy",
     )
     callbacks, estimator = [], estimators.get(spec.get("estimator", "paper"))
+    if spec.get("rate"):
+        estimator = estimators.rate_normalised(estimator)
     if spec.get("gblend"):
         callbacks.append(
             GBlendCallback(

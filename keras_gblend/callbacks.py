@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 
 import keras
 import numpy as np
@@ -17,7 +16,6 @@ __all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
 MODES = ("in_situ", "exact")
 WEIGHT_SCALES = ("sum_to_one", "num_heads")
-_OWNERS = weakref.WeakKeyDictionary()  # model -> (callback, params of its fit)
 
 
 class GBlendCallback(keras.callbacks.Callback):
@@ -30,14 +28,15 @@ class GBlendCallback(keras.callbacks.Callback):
     The record lives in `self.state` (`keras_gblend.state.BlendState`; epochs
     counted as epochs completed) and, with `state_path`, in a file.
 
-    Logs (for `History`, `CSVLogger`, `TensorBoard`; pass this callback before
-    them): `gblend_weight_<head>` every epoch (the weights in force, summing to
-    1); `gblend_dG_<head>`, `gblend_dO_<head>`, `gblend_ogr_<head>` at estimate
-    epochs and `gblend_train_loss_<head>`, `gblend_heldout_loss_<head>` at
-    measurement epochs only, never a NaN placeholder (like Keras's `val_*` keys
-    with `validation_freq`). `CSVLogger` fixes its columns at its first epoch, so
-    its file holds those per-estimate keys only if the first epoch has an
-    estimate; the state file always holds them (`keras_gblend.history`).
+    Logs (for `History`, `CSVLogger`, `TensorBoard`; `GBlendModel.fit` runs
+    this callback before the others): `gblend_weight_<head>` every epoch (the
+    weights in force, summing to 1); `gblend_dG_<head>`, `gblend_dO_<head>`,
+    `gblend_ogr_<head>` at estimate epochs and `gblend_train_loss_<head>`,
+    `gblend_heldout_loss_<head>` at measurement epochs only, never a NaN
+    placeholder (like Keras's `val_*` keys with `validation_freq`). Keras's
+    `CSVLogger` fixes its columns at its first epoch and drops keys that appear
+    later; `keras_gblend.logs.CSVLogger` adds them. The progress bar shows the
+    weights; the estimate's values are in the callback's own line.
     The estimate line and warnings are printed after Keras's progress bar line.
 
     Args:
@@ -79,7 +78,7 @@ class GBlendCallback(keras.callbacks.Callback):
     Raises:
         ValueError: For an invalid argument (here, or in `on_train_begin` for
             what needs the model: min_weight above 1/num_heads, data that do
-            not fit the model, labels >= num_classes, a second GBlendCallback),
+            not fit the model, labels >= num_classes),
             and for a NaN or infinite loss measured on `T'` or `V`.
 
     Warns:
@@ -191,13 +190,6 @@ class GBlendCallback(keras.callbacks.Callback):
                 "GBlendCallback needs a GBlendModel (see build_gblend_"
                 f"model). Received {type(model).__name__}."
             )
-        owner = _OWNERS.get(model)
-        if owner and owner[0] is not self and owner[1] is self.params:
-            raise ValueError(
-                "Two GBlendCallbacks were passed to one `fit`: both "
-                "would assign the weights. Pass one."
-            )
-        _OWNERS[model] = (self, self.params)
         num_heads = len(model.head_names)
         _check(
             "min_weight",
@@ -280,7 +272,24 @@ class GBlendCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._flush()
-        _OWNERS.pop(self.model, None)
+
+    def estimates_at(self, epoch):
+        """Whether a fresh run estimates after `epoch` completed epochs.
+
+        In-situ mode measures the reference at `warmup_epochs` (before training
+        if 0) and estimates every `super_epoch` epochs after it; exact mode
+        estimates at `warmup_epochs` (if > 0) and every `super_epoch` after.
+
+        Example:
+
+        >>> pair = lambda v: ({"m": np.full((2, 1), v)}, np.zeros(2, int))
+        >>> cb = GBlendCallback(pair(0.0), pair(1.0))  # warm-up 2, super-epoch 3
+        >>> [e for e in range(1, 10) if cb.estimates_at(e)]
+        [5, 8]
+        """
+        since = epoch - self.warmup_epochs
+        first = 0 if self.mode == "exact" else 1
+        return since >= first and since % self.super_epoch == 0
 
     def _measure(self, epoch):
         record = measure.measurement(

@@ -276,6 +276,77 @@ def fused_floor(estimator, floor=None):
     return floored
 
 
+def rate_normalised(estimator):
+    """Wraps an in-situ `estimator` so each head's deltas are per unit of weight.
+
+    In in-situ mode every head trains at a speed set by its own loss weight
+    (under SGD its parameters' update is proportional to it), so the `dG` and
+    `dO` measured over a super-epoch shrink with the weight. A head held near
+    `min_weight` barely changes, its `dO` lands near 0 and `dG / dO^2` hands it
+    most of the weight at the next estimate; trained fast it then overfits and
+    loses the weight again. The paper's Algorithm 3 does not have this loop: it
+    trains every head's copy alike. This wrapper divides each head's losses and
+    standard errors by its weight in force relative to uniform, `w_k * K`,
+    before calling `estimator`, so that the deltas are, to first order, those of
+    a head trained at the uniform share. The weights in force are the
+    `fallback` the callback passes (its current weights); with
+    `fallback=None` the estimator runs unchanged. Use it in in-situ mode only
+    (exact mode and `estimate_offline` already train the heads alike).
+
+    Args:
+        estimator: An estimator function (e.g. `paper`).
+
+    Returns:
+        An estimator function; its estimate's `d_g`, `d_o` are the normalised
+        deltas.
+
+    Example:
+
+    >>> from keras_gblend.state import Measurement as M
+    >>> ms = [M(0, [2.0, 2.0], [2.0, 2.0]), M(3, [1.6, 1.9], [1.8, 1.96])]
+    >>> kw = dict(min_weight=0.0, overfit_floor=1e-3)
+    >>> paper(ms, fallback=np.array([0.9, 0.1]), **kw).weights.round(3)
+    array([0.31, 0.69])
+    >>> rate_normalised(paper)(ms, fallback=np.array([0.9, 0.1]), **kw).weights.round(3)
+    array([0.802, 0.198])
+
+    References:
+        Wang, Tran, Feiszli. CVPR 2020, Algorithm 3 (the normalisation is this
+        package's addition for in-situ estimation).
+    """
+
+    def normalised(measurements, *, min_weight, overfit_floor, fallback):
+        settings = dict(
+            min_weight=min_weight, overfit_floor=overfit_floor, fallback=fallback
+        )
+        if fallback is None:
+            return estimator(measurements, **settings)
+        w = np.asarray(fallback, np.float64)
+        if w.ndim != 1 or w.size != len(measurements[-1].train) or np.any(w <= 0):
+            raise ValueError(
+                "`fallback` (the weights in force) must hold one positive weight "
+                f"per head. Received {fallback!r}."
+            )
+        rate = w * w.size / w.sum()
+        scaled = [_per_unit(m, rate) for m in measurements]
+        return estimator(scaled, **settings)
+
+    return normalised
+
+
+def _per_unit(measurement, rate):
+    def divided(values):
+        return None if values is None else tuple(np.asarray(values) / rate)
+
+    return dataclasses.replace(
+        measurement,
+        train=divided(measurement.train),
+        heldout=divided(measurement.heldout),
+        train_sem=divided(measurement.train_sem),
+        heldout_sem=divided(measurement.heldout_sem),
+    )
+
+
 ESTIMATORS = {
     "paper": paper,
     "uncertain": uncertain,

@@ -214,7 +214,7 @@ def _from_history_dict(logs, epoch_indices=None):
             f"History lists {ragged} have fewer entries than the {num_epochs} "
             "epochs (they were logged only at measurement epochs, and History "
             "does not record which): they are left out. Read the callback's "
-            "state JSON or a CSVLogger file to get them.",
+            "state JSON or a keras_gblend.logs.CSVLogger file to get them.",
             UserWarning,
             stacklevel=3,
         )

@@ -170,6 +170,41 @@ class GBlendModel(OutputModes, keras.Model):
             name=f"{self.name}_{head}",
         )
 
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        **kwargs,
+    ):
+        """Trains the model; `keras.Model.fit` with G-Blend-aware callbacks.
+
+        Same arguments as `keras.Model.fit`. With a `GBlendCallback` among
+        `callbacks` (see `keras_gblend.logs.prepare_callbacks`): it runs
+        before the other callbacks, so they see its keys of the same epoch; the
+        progress bar leaves out its per-estimate diagnostics (it prints them on
+        its own line); two of them are refused, and `T'`/`V` are compared with
+        `x` (when it is a dict of arrays) before the first epoch.
+
+        Returns:
+            A `keras.callbacks.History`.
+        """
+        from keras_gblend import logs
+
+        callbacks = logs.prepare_callbacks(callbacks, verbose=verbose, x=x)
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            **kwargs,
+        )
+
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, **kwargs):
         """Configures the model for training, with the blend weights as loss weights.
 

@@ -92,6 +92,7 @@ def test_measured_losses_are_inference_mode_head_losses_with_sems():
 
 
 @pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
+@pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
 def test_logs_hold_no_nan_and_reach_history_and_csv_logger(tmp_path):
     model, train, heldout = synthetic_setup()
     cb = GBlendCallback(train, heldout, warmup_epochs=1, super_epoch=2, verbose=0)
@@ -341,7 +342,7 @@ def test_model_mistakes_fail_in_on_train_begin(kwargs, match):
 def test_two_callbacks_on_one_model_are_refused():
     model, train, heldout = synthetic_setup()
     callbacks = [GBlendCallback(train, heldout), GBlendCallback(train, heldout)]
-    _fails_before_training(model, train, callbacks, "Two GBlendCallbacks")
+    _fails_before_training(model, train, callbacks, "expected one GBlendCallback")
     # The same callback in a later fit is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GBlendWarning)

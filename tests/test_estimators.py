@@ -111,3 +111,43 @@ def test_fused_floor_raises_only_a_starved_fused_head():
     np.testing.assert_allclose(kept, [0.2, 0.2, 0.6])
     half = est.fused_floor(fixed([0.5, 0.5, 0.0]), floor=0.5)([], **KW).weights
     np.testing.assert_allclose(half, [0.25, 0.25, 0.5])
+
+
+def _rate_measurements(speed):
+    """Two measurements whose deltas are proportional to each head's `speed`."""
+    d_train, d_heldout = np.array([0.6, 0.9, 0.5]), np.array([0.3, 0.1, 0.35])
+    start = np.full(3, 2.0)
+    return [
+        Measurement(0, start, start),
+        Measurement(3, start - speed * d_train, start - speed * d_heldout),
+    ]
+
+
+def test_rate_normalised_undoes_the_speed_set_by_the_weights_in_force():
+    kw = dict(min_weight=0.0, overfit_floor=1e-6)
+    uniform = np.full(3, 1 / 3)
+    reference = est.paper(_rate_measurements(np.ones(3)), fallback=None, **kw)
+    in_force = np.array([0.1, 0.3, 0.6])
+    # In situ, a head moves in proportion to its weight: the paper's estimate
+    # changes with the weights in force, the normalised one does not.
+    slowed = _rate_measurements(in_force * 3)
+    assert not np.allclose(
+        est.paper(slowed, fallback=in_force, **kw).weights, reference.weights
+    )
+    normalised = est.rate_normalised(est.paper)
+    np.testing.assert_allclose(
+        normalised(slowed, fallback=in_force, **kw).weights, reference.weights
+    )
+    # Uniform weights in force, or none known: the wrapped estimator unchanged.
+    same = _rate_measurements(np.ones(3))
+    for fallback in (uniform, None):
+        np.testing.assert_allclose(
+            normalised(same, fallback=fallback, **kw).weights, reference.weights
+        )
+
+
+def test_rate_normalised_refuses_weights_that_do_not_fit():
+    normalised = est.rate_normalised(est.paper)
+    ms = _rate_measurements(np.ones(3))
+    with pytest.raises(ValueError, match="one positive weight per head"):
+        normalised(ms, min_weight=0.0, overfit_floor=1e-3, fallback=[0.5, 0.5])

@@ -232,15 +232,18 @@ def count_shared(data, other):
     1
     """
 
-    def rows(pair):
+    def rows(pair):  # A generator: `data` may be the whole training set.
         x = pair[0]
         keys = sorted(x)
-        return [b"".join(x[k][i].tobytes() for k in keys) for i in range(len(pair[1]))]
+        n = len(x[keys[0]])
+        return (b"".join(x[k][i].tobytes() for k in keys) for i in range(n))
 
     if sorted(data[0]) != sorted(other[0]):
         return 0
-    seen = set(rows(data))
-    return sum(row in seen for row in rows(other))
+    wanted = list(rows(other))
+    lookup = set(wanted)
+    found = {row for row in rows(data) if row in lookup}
+    return sum(row in found for row in wanted)
 
 
 def take(data, indices):
