@@ -46,6 +46,8 @@ $(STAMP): setup.py
 
 demo: $(STAMP)
 	$(PY) -m experiments.compare --preset=demo --output_dir=runs/demo
+	rm -f runs/demo/crossval.jsonl
+	$(PY) -m experiments.crossval --preset=demo --output=runs/demo/crossval.jsonl
 
 test: $(STAMP)
 	$(PY) -m pytest $(PARALLEL)

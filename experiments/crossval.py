@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import math
 import os
 import time
 
@@ -36,49 +35,16 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common
+from experiments.cv_report import (  # noqa: F401 (re-exported)
+    BASELINES,
+    format_table,
+    paired_ci,
+    summarise,
+    t_quantile,
+)
 from keras_gblend import data
 
-# Two-sided 95% quantiles of Student's t, by degrees of freedom.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
-_T975.update({8: 2.306, 9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086})
-_T975.update({25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980})
-BASELINES = ("unimodal_image", "naive")
 DEFAULT_GRID = (0.003, 0.01, 0.03)
-
-
-def t_quantile(df):
-    """The 0.975 quantile of Student's t with `df` (>= 1) degrees of freedom.
-
-    Tabulated values; between two tabulated `df` the smaller one's (a slightly
-    wider, conservative interval); 1.96 beyond 120.
-
-    Example:
-
-    >>> t_quantile(2), t_quantile(11), t_quantile(1000)
-    (4.303, 2.228, 1.96)
-    """
-    if df < 1:
-        raise ValueError(f"`df` must be >= 1. Received {df}.")
-    return 1.96 if df > 120 else _T975[max(k for k in _T975 if k <= df)]
-
-
-def paired_ci(differences):
-    """Mean and 95% t-interval of paired differences.
-
-    Returns:
-        `(mean, low, high)`; `low == high == mean` for a single pair.
-
-    Example:
-
-    >>> [round(v, 3) for v in paired_ci([1.0, 2.0, 3.0])]
-    [2.0, -0.484, 4.484]
-    """
-    d = np.asarray(differences, np.float64)
-    mean = float(d.mean())
-    if d.size < 2:
-        return mean, mean, mean
-    half = t_quantile(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
-    return mean, mean - half, mean + half
 
 
 def pooled_av_digits():
@@ -257,114 +223,56 @@ def run_protocol(
     for seed in range(seeds):  # seed-major: a partial run covers every fold
         for fold, task in enumerate(tasks):
             for method in methods:
-                lrs = select_learning_rates(
-                    method, task, config, grid, ledger=ledger, fold=fold, run_fn=run_fn
-                )
+                lrs = None  # One rate in the grid: nothing to choose, no selection.
+                if len(grid) > 1:
+                    lrs = select_learning_rates(
+                        method,
+                        task,
+                        config,
+                        grid,
+                        ledger=ledger,
+                        fold=fold,
+                        run_fn=run_fn,
+                    )
                 now = []
-                for lr in sorted(set(lrs.values())):
+                for lr in sorted(set(lrs.values())) if lrs else grid:
                     cfg = dataclasses.replace(config, learning_rate=lr)
                     key = ("test", fold, method, lr, seed)
                     rows = ledger.run(key, run_fn, method, task, cfg, seed)
                     now += [
                         _result(fold, seed, lr, r)
                         for r in rows
-                        if lrs[r["method"]] == lr
+                        if lrs is None or lrs[r["method"]] == lr
                     ]
                 results += now
                 done += 1
                 log(
                     f"[{time.perf_counter() - start:6.0f} s, {done}/"
                     f"{seeds * folds * len(methods)}] fold {fold} seed {seed} "
-                    f"{method} lr {lrs}: "
+                    f"{method} lr {lrs or grid[0]}: "
                     + ", ".join(f"{r['method']} {r['accuracy']:.1f}" for r in now)
                 )
     return results
 
 
-def summarise(results, baselines=BASELINES):
-    """Per method: mean, paired differences with 95% CIs and wins vs `baselines`.
-
-    Returns:
-        `{method: {"n", "mean", "ensemble_mean", "lrs", "vs": {baseline: {...}}}}`
-        where each `vs` entry has `mean, low, high, wins, ties, losses` for the
-        output head and `ens_mean, ens_low, ens_high` for the ensemble (paired
-        with the baseline's output head).
-    """
-    table = {}
-    for r in results:
-        table.setdefault(r["method"], {})[(r["fold"], r["seed"])] = r
-    summary = {}
-    for method, runs in table.items():
-        ens = [r["ensemble_accuracy"] for r in runs.values()]
-        entry = dict(
-            n=len(runs),
-            mean=float(np.mean([r["accuracy"] for r in runs.values()])),
-            ensemble_mean=None if None in ens else float(np.mean(ens)),
-            lrs=sorted({r["lr"] for r in runs.values()}),
-            vs={},
-        )
-        for base in baselines:
-            pairs = sorted(set(runs) & set(table.get(base, {})))
-            if not pairs:
-                continue
-            ref = [table[base][p]["accuracy"] for p in pairs]
-            d = [runs[p]["accuracy"] - r for p, r in zip(pairs, ref)]
-            vs = dict(zip(("mean", "low", "high"), paired_ci(d)), n=len(d))
-            vs.update(wins=sum(v > 0 for v in d), ties=d.count(0.0))
-            vs["losses"] = len(d) - vs["wins"] - vs["ties"]
-            if entry["ensemble_mean"] is not None:
-                e = [runs[p]["ensemble_accuracy"] - r for p, r in zip(pairs, ref)]
-                vs.update(zip(("ens_mean", "ens_low", "ens_high"), paired_ci(e)))
-            entry["vs"][base] = vs
-        summary[method] = entry
-    return summary
-
-
-def _ci(vs, prefix):
-    mean, low, high = (vs[prefix + k] for k in ("mean", "low", "high"))
-    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
-
-
-def format_table(summary, baselines=BASELINES):
-    """The summary as a markdown table."""
-    head = "| method | n | lr(s) | output % | ensemble % |"
-    rule = "|---|---|---|---|---|"
-    for base in baselines:
-        head += f" output - {base} [95% CI] (W/T/L) | ensemble - {base} [95% CI] |"
-        rule += "---|---|"
-    lines = [head, rule]
-    for method, e in summary.items():
-        ens = "–" if e["ensemble_mean"] is None else f"{e['ensemble_mean']:.1f}"
-        line = (
-            f"| {method} | {e['n']} | {','.join(str(v) for v in e['lrs'])} | "
-            f"{e['mean']:.1f} | {ens} |"
-        )
-        for base in baselines:
-            vs = e["vs"].get(base)
-            if vs is None or method == base:
-                line += " – | – |"
-                continue
-            line += f" {_ci(vs, '')} ({vs['wins']}/{vs['ties']}/{vs['losses']}) |"
-            line += f" {_ci(vs, 'ens_')} |" if "ens_mean" in vs else " – |"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 SMOKE = dict(epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64)
-PRESETS = {"full": dict(seeds=5, config={}), "smoke": dict(seeds=1, config=SMOKE)}
+HEADLINE = ["unimodal", "naive", "dropout", "gblend_recipe", "heads_dropout"]
+PRESETS = {
+    "full": dict(seeds=5, folds=3, grid=DEFAULT_GRID, methods=HEADLINE, config={}),
+    # `make demo`'s slice: every fold, one seed, one learning rate for every
+    # method (0.03, the rate V chose most often in the full protocol).
+    "demo": dict(seeds=1, folds=3, grid=(0.03,), methods=HEADLINE, config={}),
+    "smoke": dict(seeds=1, folds=3, grid=DEFAULT_GRID, methods=HEADLINE, config=SMOKE),
+}
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
-    flags.DEFINE_list(
-        "methods",
-        ["unimodal", "naive", "dropout", "gblend_online", "gblend_dropout"],
-        "Methods of the harness to compare.",
-    )
-    flags.DEFINE_integer("folds", 3, "Speaker folds.")
+    flags.DEFINE_list("methods", None, "Methods of the harness (overrides preset).")
+    flags.DEFINE_integer("folds", None, "Speaker folds (overrides preset).")
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
-    flags.DEFINE_list("lr_grid", [str(v) for v in DEFAULT_GRID], "Learning-rate grid.")
+    flags.DEFINE_list("lr_grid", None, "Learning-rate grid (overrides preset).")
     flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
     flags.DEFINE_string("runner", "experiments.methods:run_method", "module:run_fn")
     flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
@@ -378,13 +286,14 @@ def main(argv):
     preset, (module, name) = PRESETS[FLAGS.preset], FLAGS.runner.split(":")
     overrides = dict(preset["config"], **common.parse_overrides(FLAGS.config))
     config = dataclasses.replace(common.Config(), **overrides)
+    grid = FLAGS.lr_grid or preset["grid"]
     results = run_protocol(
-        FLAGS.methods,
+        FLAGS.methods or preset["methods"],
         pooled_av_digits(),
         config,
-        folds=FLAGS.folds,
+        folds=FLAGS.folds or preset["folds"],
         seeds=FLAGS.seeds or preset["seeds"],
-        grid=tuple(float(v) for v in FLAGS.lr_grid),
+        grid=tuple(float(v) for v in grid),
         output=FLAGS.output,
         run_fn=getattr(importlib.import_module(module), name),
     )

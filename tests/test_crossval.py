@@ -113,6 +113,17 @@ def test_learning_rate_is_chosen_on_v_even_when_test_prefers_another():
     assert {c[3] for c in calls if not c[1].endswith("/select")} == {0.1}
 
 
+def test_a_one_rate_grid_runs_no_selection():
+    calls = []
+    results = crossval.run_protocol(
+        ["unimodal", "naive"], _pool(), common.Config(), folds=3, seeds=1,
+        grid=(0.01,), run_fn=_fake_run(calls), log=lambda _: None,
+    )  # fmt: skip
+    assert not [c for c in calls if c[1].endswith("/select")]
+    assert len(calls) == 3 * 2  # folds x methods, one test run each
+    assert {r["lr"] for r in results} == {0.01} and len(results) == 3 * 3
+
+
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     path = str(tmp_path / "results.jsonl")
     kwargs = dict(folds=3, seeds=2, grid=GRID, log=lambda _: None)
@@ -221,3 +232,28 @@ def test_study_variants_keep_the_fused_share_and_measure_audio_reliance(variant)
 
 def data_take(x, y, rows):
     return {m: v[rows] for m, v in x.items()}, y[rows]
+
+
+@pytest.mark.slow
+def test_the_demo_command_line_runs_and_writes_its_table(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "cv.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.crossval", "--preset=demo",
+         "--methods=naive", "--config=epochs=1", f"--output={out}"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(out) as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    tests = [r for r in records if r["kind"] == "test"]
+    assert [r["fold"] for r in tests] == [0, 1, 2]
+    assert {r["lr"] for r in tests} == {0.03}
+    assert not [r for r in records if r["kind"] == "select"]
+    table = (tmp_path / "cv.md").read_text()
+    assert "| naive | 3 | 0.03 |" in table
