@@ -5,7 +5,7 @@ References:
     Hard?" CVPR 2020. https://arxiv.org/abs/1905.12681
 """
 
-from keras_gblend import blending, data, estimators, inference, state
+from keras_gblend import blending, data, estimators, inference, state, tuning
 from keras_gblend.blending import BlendEstimate, blend_from_losses, blend_weights
 from keras_gblend.builder import build_gblend_model
 from keras_gblend.callbacks import GBlendCallback, GBlendWarning
@@ -32,4 +32,5 @@ __all__ = [
     "head_losses",
     "inference",
     "state",
+    "tuning",
 ]

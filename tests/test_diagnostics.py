@@ -356,10 +356,15 @@ def test_progress_bar_stays_readable_and_estimate_lines_follow_it(capsys):
     assert "Epoch 1/3" in out and "Epoch 3/3" in out
     assert re.search(r"\d+/\d+ .*step - .*loss: \d", out)
     assert "nan" not in out  # Nothing unmeasured is shown as NaN.
-    # Epoch 1 (the reference measurement) shows the weights and the two losses
-    # only: 3 + 6 G-Blend values, not 18.
-    first = out[: out.index("Epoch 2/3")]
-    assert first.count("gblend_") == 9
+    # Every epoch, the reference measurement's and the estimates' included, shows
+    # the 3 weights only: the 15 per-estimate values are in the estimate line.
+    for epoch in (1, 2, 3):
+        bar = out.split(f"Epoch {epoch}/3")[1].split("Epoch ")[0]
+        assert re.findall(r"gblend_\w+", bar) == [
+            "gblend_weight_a",
+            "gblend_weight_b",
+            "gblend_weight_fused",
+        ]
     lines = re.findall(r"^G-Blend epoch (\d+): weights", out, re.MULTILINE)
     assert lines == ["2", "3"]
     # Each estimate line starts a line of its own, after its epoch's bar.
