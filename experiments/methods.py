@@ -200,6 +200,16 @@ def gblend_offline(ctx):
     return Outcome(_fit(ctx, model))
 
 
+def gblend_offline_recipe(ctx):
+    """The recipe with offline weights: estimated once before training (the
+    paper's main scheme), the fused share floored at 1 / (K + 1), scaled to sum
+    to K + 1, dropout."""
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    weights = estimators.floor_fused_share(offline_estimate(ctx, model).weights)
+    model.set_blend_weights(weights * len(weights))
+    return Outcome(_fit(ctx, model))
+
+
 def gblend_callback(ctx, mode="in_situ", **kwargs):
     """The `GBlendCallback` of the online methods, with `ctx.config`'s settings
     (`kwargs`: further callback arguments, e.g. `estimator`, `weight_scale`)."""
@@ -281,6 +291,7 @@ METHODS = {
     "gblend_dropout": gblend_dropout,
     "gblend_recipe": gblend_recipe,
     "heads_dropout": heads_dropout,
+    "gblend_offline_recipe": gblend_offline_recipe,
     "ogm_ge": ogm_ge,
 }
 

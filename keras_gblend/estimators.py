@@ -265,15 +265,37 @@ def fused_floor(estimator, floor=None):
             overfit_floor=overfit_floor,
             fallback=fallback,
         )
-        w = np.asarray(estimate.weights, np.float64)
-        least = 1.0 / w.size if floor is None else floor
-        if w[-1] >= least:
-            return estimate
-        rest = w[:-1].sum()
-        head = w[:-1] * ((1.0 - least) / rest) if rest > 0 else w[:-1]
-        return dataclasses.replace(estimate, weights=np.append(head, least))
+        weights = floor_fused_share(estimate.weights, floor)
+        return dataclasses.replace(estimate, weights=weights)
 
     return floored
+
+
+def floor_fused_share(weights, floor=None):
+    """Raises the fused (last) weight to `floor`, shrinking the others in proportion.
+
+    The vector form of `fused_floor`, e.g. for offline weights.
+
+    Args:
+        weights: Weights summing to 1, the fused head's last.
+        floor: Least weight of the fused head, in `[0, 1]`; None for
+            `1 / len(weights)`.
+
+    Returns:
+        A float64 array summing to 1 (`weights` unchanged if already above).
+
+    Example:
+
+    >>> floor_fused_share([0.9, 0.08, 0.02]).round(4)
+    array([0.6124, 0.0544, 0.3333])
+    """
+    w = np.asarray(weights, np.float64)
+    least = 1.0 / w.size if floor is None else floor
+    if w[-1] >= least:
+        return w
+    rest = w[:-1].sum()
+    head = w[:-1] * ((1.0 - least) / rest) if rest > 0 else w[:-1]
+    return np.append(head, least)
 
 
 def rate_normalised(estimator):

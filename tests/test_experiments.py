@@ -72,6 +72,10 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
         assert row["state_path"] is None and not os.path.exists(state_path)
     if method == "gblend_offline":  # Estimated, not the initial uniform weights.
         assert row["weights"] != pytest.approx(EXPECTED_WEIGHTS["uniform"])
+    if method == "gblend_offline_recipe":  # Offline, fused share >= 1/3, x (K + 1).
+        assert sum(row["weights"].values()) == pytest.approx(3.0, abs=1e-5)
+        assert row["weights"]["fused"] >= 1.0 - 1e-6
+        assert row["weights"] != pytest.approx(EXPECTED_WEIGHTS["heads_dropout"])
     if method == "ogm_ge":  # Not a multi-head model: no heads, modes or weights.
         assert row["head_accuracy"] == {"fused": row["accuracy"]}
         assert "modes" not in row and row["weights"] is None
