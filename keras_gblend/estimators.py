@@ -287,7 +287,7 @@ def floor_fused_share(weights, floor=None):
     Example:
 
     >>> floor_fused_share([0.9, 0.08, 0.02]).round(4)
-    array([0.6124, 0.0544, 0.3333])
+    array([0.6122, 0.0544, 0.3333])
     """
     w = np.asarray(weights, np.float64)
     least = 1.0 / w.size if floor is None else floor
