@@ -240,6 +240,9 @@ def fused_floor(estimator, floor=None):
     proportion, so the weights still sum to 1. G-Blend's estimate then decides how
     the rest is spread over the modality heads, and the head the model outputs is
     never starved (a departure from the paper, which lets it fall to ~0).
+    Because the modality heads shrink in proportion, one at `min_weight` can
+    end below it (e.g. 0.05 -> 0.035 with two modalities); the measured recipe
+    of `RESULTS.md` ran this way.
 
     Args:
         estimator: An estimator function (e.g. `paper`).
