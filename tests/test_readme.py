@@ -120,7 +120,11 @@ def _run_block(code, namespace):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch):
-    (offline,) = (b for b in _blocks("python") if "estimate_offline(" in b)
+    (offline,) = (
+        b
+        for b in _blocks("python")
+        if "estimate_offline(" in b and "select_learning_rate(" not in b
+    )
     (inference,) = (b for b in _blocks("python") if "predict_output(" in b)
     (export,) = (b for b in _blocks("python") if "export_saved_model(" in b)
     namespace = dict(own_data)
