@@ -304,19 +304,16 @@ def floor_fused_share(weights, floor=None):
 def rate_normalised(estimator):
     """Wraps an in-situ `estimator` so each head's deltas are per unit of weight.
 
-    In in-situ mode every head trains at a speed set by its own loss weight
-    (under SGD its parameters' update is proportional to it), so the `dG` and
-    `dO` measured over a super-epoch shrink with the weight. A head held near
-    `min_weight` barely changes, its `dO` lands near 0 and `dG / dO^2` hands it
-    most of the weight at the next estimate; trained fast it then overfits and
-    loses the weight again. The paper's Algorithm 3 does not have this loop: it
-    trains every head's copy alike. This wrapper divides each head's losses and
-    standard errors by its weight in force relative to uniform, `w_k * K`,
-    before calling `estimator`, so that the deltas are, to first order, those of
-    a head trained at the uniform share. The weights in force are the
-    `fallback` the callback passes (its current weights); with
-    `fallback=None` the estimator runs unchanged. Use it in in-situ mode only
-    (exact mode and `estimate_offline` already train the heads alike).
+    In situ a head trains at a speed set by its own loss weight (under SGD its
+    update is proportional to it), so its `dG` and `dO` shrink with the weight:
+    a head held near `min_weight` barely changes, its `dO` lands near 0 and
+    `dG / dO^2` hands it most of the weight next time; trained fast, it
+    overfits and loses it again. The paper's Algorithm 3 trains every copy
+    alike. This wrapper divides each head's losses and standard errors by its
+    weight in force relative to uniform, `w_k * K`, so the deltas are, to first
+    order, those of a head trained at the uniform share. The weights in force
+    are the `fallback` the callback passes; with `fallback=None` the estimator
+    runs unchanged. In-situ mode only (exact and offline train heads alike).
 
     Args:
         estimator: An estimator function (e.g. `paper`).
