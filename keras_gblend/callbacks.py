@@ -36,8 +36,8 @@ class GBlendCallback(keras.callbacks.Callback):
     placeholder (like Keras's `val_*` keys with `validation_freq`). Keras's
     `CSVLogger` fixes its columns at its first epoch and drops keys that appear
     later; `keras_gblend.logs.CSVLogger` adds them. The progress bar shows the
-    weights; the estimate's values are in the callback's own line.
-    The estimate line and warnings are printed after Keras's progress bar line.
+    weights; the estimate's values are in the callback's own line, printed (with
+    any warning) after Keras's progress bar line.
 
     Args:
         train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`, a fixed

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
+from keras_gblend import inference
 from keras_gblend.data import arrays
 
 DEFAULT_RATES = (0.003, 0.01, 0.03)
@@ -93,8 +92,6 @@ def select_learning_rate(
         )
     train = arrays.check_pair("train", train)
     x_v, y_v = arrays.check_pair("heldout", heldout)
-    labels = np.asarray(y_v).reshape(len(y_v), -1)
-    labels = labels.argmax(-1) if labels.shape[1] > 1 else labels[:, 0]
     scores = {}
     for rate in rates:
         model = build(rate)
@@ -112,7 +109,7 @@ def select_learning_rate(
             verbose=0,
         )
         probs = model.predict_output(x_v, batch_size=batch_size)
-        scores[rate] = float(np.mean(np.argmax(probs, -1) == labels))
+        scores[rate] = inference.accuracy(probs, y_v)
         if verbose:
             print(
                 f"learning rate {rate:g}: accuracy on V {scores[rate]:.4f}", flush=True
