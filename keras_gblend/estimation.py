@@ -5,12 +5,14 @@ generalisation behaviour by training the uni-modal sub-models (one branch and it
 head) and the naively fused model separately for a few epochs. `HeadCopies`
 builds those copies ONCE (one independent copy of the model, one compiled
 sub-model and optimizer per head) and, at every estimate, resets them from the
-current checkpoint: weights copied in, optimizer state zeroed, no rebuild and no
+current checkpoint: weights copied in, optimizer state reset, no rebuild and no
 re-trace, so memory does not grow with the number of estimates. The copies never
 share weights or optimizer state with the main model.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -48,11 +50,27 @@ def _learning_rate(model):
 
 
 def _fresh_optimizer(model):
+    """A new optimizer like `model.optimizer`, with a float learning rate.
+
+    A `LossScaleOptimizer` (what `compile` wraps the optimizer in under a
+    `mixed_float16` policy) takes no learning rate of its own: its inner
+    optimizer is rebuilt and wrapped again with the same loss-scale settings.
+    """
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(
+            _rebuilt(optimizer.inner_optimizer, _learning_rate(model)),
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+        )
+    return _rebuilt(optimizer, _learning_rate(model))
+
+
+def _rebuilt(optimizer, learning_rate):
     config = optimizer.get_config()
-    config["learning_rate"] = _learning_rate(model)  # A float, even for schedules.
+    config["learning_rate"] = learning_rate  # A float, even for schedules.
     return optimizer.__class__.from_config(config)
 
 
@@ -69,8 +87,8 @@ class HeadCopies:
         batch_size: Batch size of training and measurement with arrays.
 
     Raises:
-        ValueError: If `epochs < 1` or a data argument is malformed or does
-            not fit the model.
+        ValueError: If `model` is not compiled, `epochs < 1`, or a data
+            argument is malformed or does not fit the model.
 
     Example:
 
@@ -96,6 +114,13 @@ class HeadCopies:
     def __init__(
         self, model, train_data, train_subset, heldout, *, epochs, batch_size=64
     ):
+        if not isinstance(getattr(model, "loss", None), Mapping):
+            raise ValueError(
+                "`model` must be compiled with a loss before estimating (its loss "
+                "and optimizer are reused), e.g. model.compile(optimizer=keras."
+                "optimizers.SGD(0.01, momentum=0.9), loss='sparse_categorical_"
+                f"crossentropy'). Received model.loss={getattr(model, 'loss', None)!r}."
+            )
         if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
             raise ValueError(f"`epochs` must be an int >= 1. Received {epochs!r}.")
         self.epochs = epochs
@@ -103,7 +128,7 @@ class HeadCopies:
         self.head_names = tuple(model.head_names)
         self._twin = copy_model(model)
         self._losses = dict(model.loss)
-        self._subs, self._train = {}, {}
+        self._subs, self._train, self._initial = {}, {}, {}
         train_data = arrays.check_data("train_data", train_data)
         for head in self.head_names:
             sub = self._twin.head_model(head)
@@ -111,6 +136,8 @@ class HeadCopies:
             sub.optimizer.build(sub.trainable_variables)
             self._default_rate = _learning_rate(sub)
             self._subs[head] = sub
+            # Not all start at zero (a loss scale, Adagrad's accumulators).
+            self._initial[head] = [v.numpy() for v in sub.optimizer.variables]
             self._train[head] = _restrict(train_data, list(sub.input))
         # The sub-models share the twin's layers: measuring the twin measures them
         # all with one traced prediction function.
@@ -139,9 +166,9 @@ class HeadCopies:
         rows = []
         for i, (head, sub) in enumerate(self._subs.items()):
             self._twin.set_weights(weights)
-            for variable in sub.optimizer.variables:
-                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-            sub.optimizer.learning_rate = learning_rate  # Zeroed with the rest.
+            for variable, value in zip(sub.optimizer.variables, self._initial[head]):
+                variable.assign(value)
+            sub.optimizer.learning_rate = learning_rate  # Reset with the rest.
             if seed is not None:
                 keras.utils.set_random_seed(seed)
             train = self._train[head]

@@ -1,5 +1,6 @@
 """Tests of offline / exact estimation: copies built once, reset, independent."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -96,3 +97,45 @@ def test_bad_epochs():
     model, train, heldout = _setup()
     with pytest.raises(ValueError, match="`epochs` must be an int >= 1. Received 0"):
         HeadCopies(model, train, train, heldout, epochs=0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_copies_train_under_a_mixed_precision_policy(policy):
+    # Under mixed_float16 `compile` wraps the optimizer in a LossScaleOptimizer,
+    # which takes no `learning_rate` argument of its own.
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model, train, heldout = _setup()
+        copies = HeadCopies(model, train, train, heldout, epochs=2, batch_size=8)
+        runs = [copies.run(model, epoch=0, seed=3) for _ in range(2)]
+        estimate = estimate_offline(model, train, train, heldout, epochs=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # Every copy trained at both runs: at the second, the loss scale had been
+    # reset to its initial value, not zeroed (a zero scale trains nothing).
+    for before, after in runs:
+        assert (np.array(after.train) < np.array(before.train)).all()
+    for sub in copies._subs.values():
+        assert float(getattr(sub.optimizer, "dynamic_scale", 1.0)) > 0
+    np.testing.assert_allclose(estimate.weights.sum(), 1.0, rtol=1e-6)
+
+
+def test_loss_scale_optimizer_is_rebuilt_with_its_settings():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, train, heldout = _setup()
+        sub = HeadCopies(model, train, train, heldout, epochs=1)._subs["a"]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(sub.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(sub.optimizer.inner_optimizer, keras.optimizers.SGD)
+    assert sub.optimizer.inner_optimizer is not model.optimizer.inner_optimizer
+    assert float(sub.optimizer.dynamic_scale.numpy()) == 32768.0
+    np.testing.assert_allclose(float(sub.optimizer.learning_rate), 0.05, rtol=1e-6)
+
+
+def test_estimate_offline_on_an_uncompiled_model():
+    model, train, heldout = _setup()
+    uncompiled = copy_model(model)
+    with pytest.raises(ValueError, match="`model` must be compiled with a loss"):
+        estimate_offline(uncompiled, train, train, heldout, epochs=1)
