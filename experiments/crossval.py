@@ -43,6 +43,7 @@ from experiments.cv_report import (  # noqa: F401 (re-exported)
     t_quantile,
 )
 from keras_gblend import data
+from keras_gblend.data import mfeat
 
 DEFAULT_GRID = (0.003, 0.01, 0.03)
 
@@ -53,6 +54,43 @@ def pooled_av_digits():
     x = {m: np.concatenate([p.x[m] for p in parts]) for m in parts[0].x}
     y = np.concatenate([p.y for p in parts])
     return x, y, np.concatenate([p.speakers for p in parts])
+
+
+def pooled_mfeat(num_groups=6, seed=0):
+    """UCI Multiple Features' splits as one pool of 2,000 examples (6 views).
+
+    Its examples have no natural groups, so each class is dealt round-robin,
+    in a seeded random order, into `num_groups` class-balanced groups that
+    play the speakers' part: folds and `V` are whole groups.
+    """
+    x, y = mfeat.load_mfeat("all", standardize=False)
+    groups = np.empty(len(y), int)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        groups[rows] = np.arange(len(rows)) % num_groups
+    return x, y, groups
+
+
+MEMORISABLE_SIGNAL = 2.0  # The weak modality alone: about 30% (10 classes).
+
+
+def pooled_memorisable(signal=MEMORISABLE_SIGNAL, seed=0):
+    """AV-Digits' images paired with a weak modality memorised example by
+    example (`data.synthetic.memorisable_modality`, 1024-d), speakers kept."""
+    from keras_gblend.data.synthetic import memorisable_modality
+
+    x, y, speakers = pooled_av_digits()
+    code = memorisable_modality(y, signal=signal, num_classes=10, seed=seed)
+    return {"image": x["image"], "code": code}, y, speakers
+
+
+# name -> (pool loader, modalities re-standardised per fold on training rows).
+POOLS = {
+    "av_digits": (pooled_av_digits, ("audio",)),
+    "mfeat": (pooled_mfeat, tuple(mfeat.VIEWS)),
+    "memorisable": (pooled_memorisable, ()),
+}
 
 
 def speaker_folds(speakers, num_folds):
@@ -198,6 +236,8 @@ def run_protocol(
     output=None,
     run_fn=None,
     log=print,
+    name="av_digits",
+    standardise=("audio",),
 ):
     """Runs the cross-validated comparison; returns the test records.
 
@@ -210,6 +250,8 @@ def run_protocol(
         output: JSONL results file (resumed if it exists) or None.
         run_fn: `run_fn(method, task, config, seed) -> rows` (`methods.run_method`).
         log: Progress printer.
+        name, standardise: The data set's name and the modalities
+            re-standardised per fold (see `fold_task`).
 
     Returns:
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
@@ -217,8 +259,12 @@ def run_protocol(
     """
     run_fn = run_fn or importlib.import_module("experiments.methods").run_method
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
+    if name != "av_digits":  # Files written before `--dataset` keep their header.
+        header["dataset"] = name
     ledger = Ledger(output, header)
-    tasks = [fold_task(pool, s) for s in speaker_folds(pool[2], folds)]
+    tasks = [
+        fold_task(pool, s, name, standardise) for s in speaker_folds(pool[2], folds)
+    ]
     results, start, done = [], time.perf_counter(), 0
     for seed in range(seeds):  # seed-major: a partial run covers every fold
         for fold, task in enumerate(tasks):
@@ -277,6 +323,7 @@ FLAGS = flags.FLAGS
 
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
+    flags.DEFINE_enum("dataset", "av_digits", list(POOLS), "Pooled data set.")
     flags.DEFINE_list("methods", None, "Methods of the harness (overrides preset).")
     flags.DEFINE_integer("folds", None, "Speaker folds (overrides preset).")
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
@@ -295,15 +342,18 @@ def main(argv):
     overrides = dict(preset["config"], **common.parse_overrides(FLAGS.config))
     config = dataclasses.replace(common.Config(), **overrides)
     grid = FLAGS.lr_grid or preset["grid"]
+    load_pool, standardise = POOLS[FLAGS.dataset]
     results = run_protocol(
         FLAGS.methods or preset["methods"],
-        pooled_av_digits(),
+        load_pool(),
         config,
         folds=FLAGS.folds or preset["folds"],
         seeds=FLAGS.seeds or preset["seeds"],
         grid=tuple(float(v) for v in grid),
         output=FLAGS.output,
         run_fn=getattr(importlib.import_module(module), name),
+        name=FLAGS.dataset,
+        standardise=standardise,
     )
     baselines = tuple(FLAGS.baselines)
     table = format_table(summarise(results, baselines), baselines)

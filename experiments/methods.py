@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from experiments import common
-from keras_gblend import FUSED, GBlendCallback, GBlendModel, estimators
+from keras_gblend import FUSED, GBlendCallback, GBlendModel, estimators, inference
 from keras_gblend.estimation import estimate_offline
 
 
@@ -65,6 +65,10 @@ class Context:
         return self.state_path
 
 
+# `Outcome.output` for "the model's output mode" rather than one head.
+OUTPUT = "output"
+
+
 @dataclasses.dataclass
 class Outcome:
     """One trained model, as a method returns it.
@@ -72,7 +76,8 @@ class Outcome:
     Attributes:
         model: A `GBlendModel`, or a single-output head model (uni-modal).
         name: Row name; None: the method's name.
-        output: The head the model answers with (its `accuracy`).
+        output: The head the model answers with (its `accuracy`), or `OUTPUT`:
+            the model's output mode (`predict_output`, e.g. chosen on `V`).
         state_path: The G-Blend state file written while training, if any.
         weights: Blend weights to report; None: the model's (for `GBlendModel`).
         extra: Method-specific result fields, copied into the row.
@@ -212,7 +217,8 @@ def gblend_offline_recipe(ctx):
 
 def gblend_callback(ctx, mode="in_situ", **kwargs):
     """The `GBlendCallback` of the online methods, with `ctx.config`'s settings
-    (`kwargs`: further callback arguments, e.g. `estimator`, `weight_scale`)."""
+    and the paper's preset (`kwargs`: further callback arguments, e.g.
+    `estimator`, `weight_scale`, which override the preset's)."""
     exact = mode == "exact"
     return GBlendCallback(
         ctx.subset,
@@ -226,7 +232,7 @@ def gblend_callback(ctx, mode="in_situ", **kwargs):
         exact_epochs=ctx.config.exact_epochs,
         verbose=ctx.verbose,
         state_path=ctx.fresh_state_path(),
-        **kwargs,
+        **{"preset": "paper", **kwargs},
     )
 
 
@@ -256,6 +262,20 @@ def gblend_recipe(ctx):
     return gblend_online(
         ctx, dropout=ctx.config.dropout, weight_scale="num_heads", estimator=estimator
     )
+
+
+def gblend_default(ctx):
+    """The README's first block: every setting a package default. Encoders and
+    heads with dropout 0.5 (`ctx.config.dropout`, the package's default) and a
+    `GBlendCallback` with nothing but `T'` and `V` (preset "default": fused
+    floor, weights x num_heads, output mode chosen on `V`); scored on the
+    model's output."""
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    callback = GBlendCallback(
+        ctx.subset, ctx.heldout, verbose=ctx.verbose, state_path=ctx.fresh_state_path()
+    )
+    _fit(ctx, model, [callback])
+    return Outcome(model, output=OUTPUT, state_path=callback.state_path)
 
 
 def heads_dropout(ctx):
@@ -290,6 +310,7 @@ METHODS = {
     "gblend_exact": gblend_exact,
     "gblend_dropout": gblend_dropout,
     "gblend_recipe": gblend_recipe,
+    "gblend_default": gblend_default,
     "heads_dropout": heads_dropout,
     "gblend_offline_recipe": gblend_offline_recipe,
     "ogm_ge": ogm_ge,
@@ -324,6 +345,10 @@ def evaluate(outcome, ctx):
     if not isinstance(probs, dict):  # A single head's model.
         probs = {outcome.output: probs}
     accs = {h: float(np.mean(np.argmax(p, -1) == y)) for h, p in probs.items()}
+    if outcome.output == OUTPUT:
+        accs[OUTPUT] = inference.accuracy(
+            model.predict_output(x, batch_size=ctx.config.batch_size), y
+        )
     fields = dict(
         accuracy=accs[outcome.output], head_accuracy=accs, ensemble_accuracy=None
     )
@@ -331,6 +356,7 @@ def evaluate(outcome, ctx):
         ensemble = np.mean([probs[h] for h in model.head_names], axis=0)
         fields["ensemble_accuracy"] = float(np.mean(np.argmax(ensemble, -1) == y))
         fields["weights"] = outcome.weights or model.get_blend_weights()
+        fields["output_mode"] = model.output_mode
         fields.update({name: fn(model, ctx) for name, fn in EVALUATIONS.items()})
     else:
         fields["weights"] = outcome.weights

@@ -153,6 +153,7 @@ def run_variant(variant, task, config=None, seed=0, verbose=0):
                 warmup_epochs=config.warmup_epochs,
                 super_epoch=config.super_epoch,
                 min_weight=config.min_weight,
+                preset="paper",  # The scale and the floor are this spec's.
                 estimator=estimators.fused_floor(estimator, floor)
                 if floor
                 else estimator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -16,6 +17,14 @@ __all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
 MODES = ("in_situ", "exact")
 WEIGHT_SCALES = ("sum_to_one", "num_heads")
+OUTPUTS = ("auto", "keep")
+# Settings of `preset`; an argument given explicitly wins. "default": what
+# measured best across regimes (RESULTS.md, "What the defaults give"); "paper":
+# the paper's configuration (weights summing to 1, no fused floor, fused output).
+PRESETS = {
+    "default": dict(estimator="fused_floor", weight_scale="num_heads", output="auto"),
+    "paper": dict(estimator="paper", weight_scale="sum_to_one", output="keep"),
+}
 
 
 class GBlendCallback(keras.callbacks.Callback):
@@ -50,15 +59,33 @@ class GBlendCallback(keras.callbacks.Callback):
             experiments; estimating every epoch makes the weights jump.
         min_weight: Smallest weight of a head, in `[0, 1/num_heads]`. Default
             0.05, not the paper's 0: in in-situ mode a head at weight 0 stops
-            learning and never gets weight again.
+            learning and never gets weight again. The constructor checks
+            `[0, 1)`; the bound `1/num_heads` is checked when `fit` starts
+            (the number of heads is the model's), before any epoch. At
+            `1/num_heads` every weight is forced equal (a warning says so).
         smoothing: In `[0, 1)`: new weights are
             `(1 - smoothing) * estimate + smoothing * previous`.
-        estimator: A name in `keras_gblend.estimators.ESTIMATORS` (default
-            `"paper"`: the last two measurements) or an estimator callable.
+        preset: `"default"` or `"paper"`: the settings of `estimator`,
+            `weight_scale` and `output` that are not given. `"default"` is what
+            measured best across regimes (RESULTS.md, "What the defaults give"):
+            the fused head's share floored at `1 / num_heads`
+            (`estimator="fused_floor"`), weights scaled to sum to the number of
+            heads, and the output mode chosen on `V` when training ends.
+            `"paper"` is the paper's configuration: weights summing to 1, no
+            floor (`"paper"` estimator), the fused head as output.
+        estimator: A name in `keras_gblend.estimators.ESTIMATORS` or an
+            estimator callable; None: the preset's (`"fused_floor"` or
+            `"paper"`: the last two measurements).
         weight_scale: `"sum_to_one"` (the paper) or `"num_heads"`: the weights
             assigned to the model are multiplied by the number of heads, so the
             total gradient is comparable to naive training with SGD (logged and
-            recorded weights still sum to 1).
+            recorded weights still sum to 1); None: the preset's.
+        output: `"auto"`: when training ends, set the model's output mode
+            (`predict_output`, the SavedModel's `serving_default`) to the one
+            with the best accuracy on `V` (`GBlendModel.select_output_mode`:
+            `"fused"`, `"mean"` or `"weighted"`, ties to the fused head), record
+            the choice in the state and print it; `"keep"`: leave the model's
+            output mode as it is; None: the preset's.
         overfit_floor: Floor of `|dO|` (see `blending.blend_weights`).
         batch_size: Batch size of the measurements when data are arrays.
         mode: `"in_situ"` (measure the main model's own heads) or `"exact"` (the
@@ -77,8 +104,10 @@ class GBlendCallback(keras.callbacks.Callback):
 
     Raises:
         ValueError: For an invalid argument (here, or in `on_train_begin` for
-            what needs the model: min_weight above 1/num_heads, data that do
-            not fit the model, labels >= num_classes),
+            what needs the model or the data, when `fit` starts, before any
+            epoch: min_weight above 1/num_heads, data that do not fit the
+            model, labels >= num_classes, a `heldout` of fewer than 2
+            examples or of a single class),
             and for a NaN or infinite loss measured on `T'` or `V`.
 
     Warns:
@@ -88,7 +117,9 @@ class GBlendCallback(keras.callbacks.Callback):
         GBlendWarning: When no head generalises (the weights then stay exactly
             as they were), when a head's weight reaches `min_weight`, when `V`
             shares examples with `T'`, and when the training loss is NaN or
-            infinite (training then stops).
+            infinite (training then stops). When `fit` starts: when
+            `min_weight` is `1/num_heads` (every weight forced equal), and when
+            `fit(epochs=...)` ends before the first estimate.
 
     Example:
 
@@ -123,8 +154,10 @@ class GBlendCallback(keras.callbacks.Callback):
         super_epoch=3,
         min_weight=0.05,
         smoothing=0.0,
-        estimator="paper",
-        weight_scale="sum_to_one",
+        preset="default",
+        estimator=None,
+        weight_scale=None,
+        output=None,
         overfit_floor=blending.DEFAULT_OVERFIT_FLOOR,
         batch_size=256,
         mode="in_situ",
@@ -134,7 +167,17 @@ class GBlendCallback(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
+        _check("preset", preset, preset in PRESETS, f"one of {list(PRESETS)}")
+        settings = dict(PRESETS[preset])
+        given = dict(estimator=estimator, weight_scale=weight_scale, output=output)
+        settings.update({k: v for k, v in given.items() if v is not None})
+        estimator, weight_scale, output = (
+            settings["estimator"],
+            settings["weight_scale"],
+            settings["output"],
+        )
         _check("mode", mode, mode in MODES, f"one of {list(MODES)}")
+        _check("output", output, output in OUTPUTS, f"one of {list(OUTPUTS)}")
         _check(
             "weight_scale",
             weight_scale,
@@ -149,7 +192,13 @@ class GBlendCallback(keras.callbacks.Callback):
             ok = isinstance(value, (int, np.integer)) and value >= low
             _check(name, value, ok, f"an int >= {low}")
         _check("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
-        _check("min_weight", min_weight, 0 <= min_weight < 1, "in [0, 1/num_heads]")
+        _check(
+            "min_weight",
+            min_weight,
+            0 <= min_weight < 1,
+            "in [0, 1) here, and at most 1/num_heads (checked when fit starts, "
+            "before any epoch)",
+        )
         if mode == "exact":
             _check(
                 "train_data",
@@ -162,6 +211,13 @@ class GBlendCallback(keras.callbacks.Callback):
         self.heldout = arrays.check_data("heldout", heldout)
         arrays.check_disjoint(self.train_subset, self.heldout, warn=messages.warn)
         self.estimator = estimators.get(estimator)
+        self.preset, self.output = preset, output
+        self.settings = dict(
+            preset=preset,
+            estimator=estimator if isinstance(estimator, str) else repr(estimator),
+            weight_scale=weight_scale,
+            output=output,
+        )
         self.warmup_epochs, self.super_epoch = warmup_epochs, super_epoch
         self.min_weight, self.smoothing = min_weight, smoothing
         self.weight_scale, self.overfit_floor = weight_scale, overfit_floor
@@ -172,6 +228,7 @@ class GBlendCallback(keras.callbacks.Callback):
             verbose,
         )
         self.state, self._pending, self._started = None, [], False
+        self._diverged = False
 
     @property
     def estimates(self):
@@ -195,8 +252,10 @@ class GBlendCallback(keras.callbacks.Callback):
             "min_weight",
             self.min_weight,
             self.min_weight <= 1 / num_heads,
-            f"in [0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads",
+            f"in [0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads "
+            "(checked when fit starts, before any epoch)",
         )
+        messages.check_min_weight(self.min_weight, num_heads)
         messages.check_optimizer(model.optimizer)
         if self.mode == "exact":
             self._copies = estimation.HeadCopies(
@@ -213,9 +272,10 @@ class GBlendCallback(keras.callbacks.Callback):
                 measure.prepare(d, model=model, batch_size=self.batch_size, name=n)
                 for n, d in sets.items()
             ]
+        _check_run(self)
         exists = self.state_path and os.path.exists(self.state_path)
         self.state = state.load(self.state_path) if exists else None
-        self._started = False
+        self._started = self._diverged = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self._flush()
@@ -237,7 +297,9 @@ class GBlendCallback(keras.callbacks.Callback):
         if self.weight_scale == "num_heads":
             weights = weights / weights.sum()
             self.model.set_blend_weights(weights * len(weights))
-        self.state = state.BlendState(self.model.head_names, weights)
+        self.state = state.BlendState(
+            self.model.head_names, weights, settings=self.settings
+        )
         if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
             self._measure(0)
         self._save()
@@ -246,7 +308,7 @@ class GBlendCallback(keras.callbacks.Callback):
         logs = {} if logs is None else logs
         done, heads = epoch + 1, self.model.head_names
         if not math.isfinite(logs.get("loss", 0.0)):
-            self.model.stop_training = True
+            self.model.stop_training = self._diverged = True
             return self._pending.append(
                 GBlendWarning(
                     f"G-Blend: the training loss is {logs['loss']} at epoch {done}: "
@@ -271,6 +333,14 @@ class GBlendCallback(keras.callbacks.Callback):
         logs.update(_keyed(heads, weight=self.state.current_weights))
 
     def on_train_end(self, logs=None):
+        if self.output == "auto" and self.state is not None and not self._diverged:
+            choice = self.model.select_output_mode(
+                arrays.to_pair(self.heldout), batch_size=self.batch_size
+            )
+            self.state = self.state.with_output(choice)
+            self._save()
+            if self.verbose:
+                self._pending.append(f"G-Blend: {choice.describe()}")
         self._flush()
 
     def estimates_at(self, epoch):
@@ -348,3 +418,36 @@ def _keyed(heads, **quantities):
 def _check(name, value, ok, expected):
     if not ok:
         raise ValueError(f"`{name}` must be {expected}. Received {value!r}.")
+
+
+def _check_run(callback):
+    """Checks what only `fit` reveals: its number of epochs, `V`'s labels."""
+    first = next(e for e in itertools.count(1) if callback.estimates_at(e))
+    epochs = (callback.params or {}).get("epochs")
+    warmup, super_epoch = callback.warmup_epochs, callback.super_epoch
+    messages.check_schedule(epochs, first, warmup, super_epoch)
+    if callback.mode == "in_situ":
+        labels = callback._data[1].labels  # Read from a dataset too.
+    elif not arrays.is_dataset(callback.heldout):
+        labels = callback.heldout[1]
+    else:
+        return
+    labels = np.asarray(labels)
+    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    classes = labels.argmax(-1) if one_hot else labels.reshape(-1)
+    found = np.unique(classes)
+    _check(
+        "heldout",
+        f"{len(classes)} example(s)",
+        len(classes) >= 2,
+        "V with at least 2 examples (dG is a change of its mean loss; the paper "
+        "holds out 8-13% of the training data)",
+    )
+    _check(
+        "heldout",
+        f"{len(classes)} examples, all of class {found[0]}",
+        len(found) >= 2,
+        "V with examples of at least 2 classes (a loss on one class does not "
+        "measure how a head generalises; keras_gblend.data.holdout_split "
+        "stratifies)",
+    )

@@ -371,6 +371,9 @@ def _per_unit(measurement, rate):
 
 ESTIMATORS = {
     "paper": paper,
+    # The package's default (GBlendCallback's preset "default"): the paper's
+    # estimate with the fused head's share floored at 1 / num_heads.
+    "fused_floor": fused_floor(paper),
     "uncertain": uncertain,
     "windowed": windowed,
     "robust": robust,

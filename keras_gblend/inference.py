@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -275,3 +276,91 @@ def accuracy(probs, labels):
     if y.ndim == 2 and y.shape[-1] > 1:
         y = np.argmax(y, axis=-1)
     return float(np.mean(np.argmax(np.asarray(probs), axis=-1) == y.reshape(-1)))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputChoice:
+    """The output mode chosen on `V`, and why.
+
+    Attributes:
+        mode: The chosen mode (one of `MODES`).
+        scores: `{mode: accuracy on V}`; the `"weighted"` score is cross-fitted
+            (weights fit on one half of `V`, scored on the other, both ways).
+        weights: The `"weighted"` mode's weights fit on all of `V`.
+    """
+
+    mode: str
+    scores: dict
+    weights: dict
+
+    def describe(self):
+        """One line: the chosen mode and every mode's accuracy on `V`.
+
+        Example:
+
+        >>> OutputChoice("mean", {"fused": 0.9, "mean": 0.95}, {}).describe()
+        'output mode: mean (accuracy on V: fused 90.0%, mean 95.0%)'
+        """
+        scores = ", ".join(f"{m} {100 * s:.1f}%" for m, s in self.scores.items())
+        return f"output mode: {self.mode} (accuracy on V: {scores})"
+
+
+def choose_mode(probs, labels, *, fused="fused", seed=0):
+    """Chooses the output mode with the best accuracy on the held-out set `V`.
+
+    `"fused"` and `"mean"` have nothing fit, so their accuracy on `V` is an
+    honest score. `"weighted"` is fit on `V`, so scoring it on the same `V`
+    would favour it: its score is cross-fitted instead (weights fit on one
+    half of `V`, accuracy on the other half, and the other way round). Ties go
+    to the earlier mode of `MODES` (`fused`, then `mean`): the simpler output
+    wins unless a combination is measurably better. Call it with predictions
+    on `V`, never on test data (`GBlendModel.select_output_mode` does).
+
+    Args:
+        probs: Mapping from head name to `(n, classes)` held-out probabilities,
+            the fused head under `fused`.
+        labels: `(n,)` class indices, or `(n, classes)` one-hot.
+        fused: Name of the fused head.
+        seed: Seed of the split of `V` into halves.
+
+    Returns:
+        An `OutputChoice`.
+
+    Raises:
+        ValueError: As `fit_combination_weights`, or if `V` has fewer than 4
+            examples (too few to cross-fit).
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = np.arange(8) % 2
+    >>> right, wrong = np.eye(2)[y] * 0.8 + 0.1, np.eye(2)[1 - y] * 0.8 + 0.1
+    >>> probs = {"a": right, "fused": np.where(np.arange(8)[:, None] < 3, wrong, right)}
+    >>> choice = choose_mode(probs, y)
+    >>> choice.mode, choice.scores["fused"], choice.scores["weighted"]
+    ('weighted', 0.625, 1.0)
+    """
+    weights = fit_combination_weights(probs, labels)
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[-1] > 1:
+        y = np.argmax(y, axis=-1)
+    y = y.reshape(-1)
+    if len(y) < 4:
+        raise ValueError(
+            f"`labels` must hold at least 4 held-out examples to choose an output "
+            f"mode. Received {len(y)}."
+        )
+    arrays = {h: np.asarray(p) for h, p in probs.items()}
+    halves = np.array_split(np.random.default_rng(seed).permutation(len(y)), 2)
+    correct = 0
+    for fit, score in (halves, halves[::-1]):
+        w = fit_combination_weights({h: p[fit] for h, p in arrays.items()}, y[fit])
+        mixed = sum(w[h] * p[score] for h, p in arrays.items())
+        correct += np.sum(np.argmax(mixed, -1) == y[score])
+    scores = {
+        "fused": accuracy(arrays[fused], y),
+        "mean": accuracy(np.mean(list(arrays.values()), axis=0), y),
+        "weighted": float(correct / len(y)),
+    }
+    mode = max(MODES, key=lambda m: (scores[m], -MODES.index(m)))
+    return OutputChoice(mode, scores, weights)

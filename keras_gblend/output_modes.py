@@ -91,21 +91,34 @@ class OutputModes:
         Raises:
             ValueError: If `heldout` is not an `(x, y)` pair with every modality.
         """
-        if not isinstance(heldout, (tuple, list)) or len(heldout) != 2:
-            raise ValueError(
-                "`heldout` must be an (x, y) pair of held-out training data. "
-                f"Received {type(heldout).__name__}."
-            )
-        x, y = heldout
-        if not isinstance(x, Mapping) or set(x) != set(self.modalities):
-            keys = sorted(x) if isinstance(x, Mapping) else type(x).__name__
-            raise ValueError(
-                f"`heldout` x must be a dict with every modality "
-                f"{list(self.modalities)}. Received {keys}."
-            )
-        probs, _ = self._predict_heads(x, None, batch_size)
+        probs, y = self._heldout_probs(heldout, batch_size)
         self.output_weights = inference.fit_combination_weights(probs, y)
         return dict(self.output_weights)
+
+    def select_output_mode(self, heldout, batch_size=256):
+        """Chooses and sets the output mode with the best accuracy on `V`.
+
+        Fits the `"weighted"` mode's weights on `V`, scores `"fused"`, `"mean"`
+        and `"weighted"` (cross-fitted) on `V` (`inference.choose_mode`), and
+        sets the best one (ties: fused, then mean). `GBlendCallback` calls it
+        when training ends (its default `output="auto"`). Pass `V`, held out
+        from the TRAINING data, never test data.
+
+        Args:
+            heldout: `(x, y)`: a dict of every modality's arrays and labels.
+            batch_size: Batch size of the predictions.
+
+        Returns:
+            An `inference.OutputChoice` (mode, scores on `V`, weights).
+
+        Raises:
+            ValueError: If `heldout` is not an `(x, y)` pair with every
+                modality, or holds fewer than 4 examples.
+        """
+        probs, y = self._heldout_probs(heldout, batch_size)
+        choice = inference.choose_mode(probs, y, fused=self.head_names[-1])
+        self.set_output_mode(choice.mode, choice.weights)
+        return choice
 
     def predict_output(self, x, mode=None, missing=None, batch_size=None):
         """The model's one prediction: its heads combined by the output mode.
@@ -175,6 +188,23 @@ class OutputModes:
                 for m in modes
             },
         }
+
+    def _heldout_probs(self, heldout, batch_size):
+        """Every head's probabilities on `V` and its labels, after checks."""
+        if not isinstance(heldout, (tuple, list)) or len(heldout) != 2:
+            raise ValueError(
+                "`heldout` must be an (x, y) pair of held-out training data. "
+                f"Received {type(heldout).__name__}."
+            )
+        x, y = heldout
+        if not isinstance(x, Mapping) or set(x) != set(self.modalities):
+            keys = sorted(x) if isinstance(x, Mapping) else type(x).__name__
+            raise ValueError(
+                f"`heldout` x must be a dict with every modality "
+                f"{list(self.modalities)}. Received {keys}."
+            )
+        probs, _ = self._predict_heads(x, None, batch_size)
+        return probs, y
 
     def _predict_heads(self, x, missing, batch_size):
         """Probabilities and availability of the heads computable from `x`."""

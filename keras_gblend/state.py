@@ -12,9 +12,14 @@ File format version 2 (JSON)::
 
     {"version": 2, "head_names": [...], "initial_weights": [...] or null,
      "measurements": [{"epoch", "train", "heldout", "train_sem", "heldout_sem"}],
-     "estimates": [{"epoch", "status", "weights", "d_g", "d_o", "ogr"}]}
+     "estimates": [{"epoch", "status", "weights", "d_g", "d_o", "ogr"}],
+     "settings": {"preset", "estimator", "weight_scale", "output"} or absent,
+     "output_choice": {"mode", "scores", "weights"} or absent}
 
-with one value per head in `head_names` order in every list. Version-1 files
+with one value per head in `head_names` order in every list. `settings` and
+`output_choice` (what the callback chose on `V` when training ended) were added
+without a version change: files without them read as before, and readers that
+do not know them ignore them. Version-1 files
 (per-head keys such as `weight_<head>`, measurements counted from -1) are
 converted when read.
 """
@@ -119,6 +124,10 @@ class BlendState:
             to 1), or None if unknown.
         measurements: `Measurement`s in epoch order.
         estimates: `Estimate`s in epoch order.
+        settings: The callback's settings (`preset`, `estimator`,
+            `weight_scale`, `output`), or None if not recorded.
+        output_choice: The output mode chosen on `V` when training ended
+            (`{"mode", "scores", "weights"}`), or None.
 
     Example:
 
@@ -132,6 +141,8 @@ class BlendState:
     initial_weights: tuple | None = None
     measurements: tuple = ()
     estimates: tuple = ()
+    settings: dict | None = None
+    output_choice: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "head_names", tuple(self.head_names))
@@ -171,6 +182,17 @@ class BlendState:
         field = "measurements" if isinstance(record, Measurement) else "estimates"
         return dataclasses.replace(self, **{field: getattr(self, field) + (record,)})
 
+    def with_output(self, choice):
+        """Returns a new state recording `choice` (an `inference.OutputChoice`)."""
+        return dataclasses.replace(
+            self,
+            output_choice=dict(
+                mode=choice.mode,
+                scores=dict(choice.scores),
+                weights=dict(choice.weights),
+            ),
+        )
+
     def truncate(self, epoch):
         """Drops the records made after `epoch` completed epochs.
 
@@ -194,6 +216,11 @@ class BlendState:
             else list(self.initial_weights),
             "measurements": [_as_lists(m) for m in self.measurements],
             "estimates": [_as_lists(e) for e in self.estimates],
+            **{
+                key: getattr(self, key)
+                for key in ("settings", "output_choice")
+                if getattr(self, key) is not None
+            },
         }
 
     @classmethod
@@ -217,6 +244,8 @@ class BlendState:
                 initial_weights=data.get("initial_weights"),
                 measurements=[Measurement(**m) for m in data["measurements"]],
                 estimates=[Estimate(**e) for e in data["estimates"]],
+                settings=data.get("settings"),
+                output_choice=data.get("output_choice"),
             )
         except (KeyError, TypeError) as error:
             raise ValueError(f"Malformed G-Blend state (version 2): {error}") from error

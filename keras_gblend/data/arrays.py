@@ -263,3 +263,23 @@ def take(data, indices):
 def num_examples(data):
     """Number of examples in an `(x, y)` pair."""
     return len(data[1])
+
+
+def to_pair(data):
+    """`data` as an in-memory `(x, y)` pair: a pair as it is, a batched
+    `tf.data.Dataset` of `(x, y)` batches read once and concatenated.
+
+    Example:
+
+    >>> x, y = to_pair(({"a": np.zeros((2, 1))}, np.array([0, 1])))
+    >>> x["a"].shape, y.tolist()
+    ((2, 1), [0, 1])
+    """
+    if not is_dataset(data):
+        return data
+    xs, ys = [], []
+    for x, y, *_ in data.as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    x = {m: np.concatenate([part[m] for part in xs]) for m in xs[0]}
+    return x, np.concatenate(ys)

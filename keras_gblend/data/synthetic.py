@@ -100,3 +100,49 @@ def make_synthetic(
     return SyntheticData(
         train=sample(num_train), test=sample(num_test), num_classes=num_classes
     )
+
+
+def memorisable_modality(labels, *, signal, dim=1024, num_classes=None, seed=0):
+    """A weak modality that a network memorises example by example.
+
+    Example `i` of class `c` gets `signal * mu_c + z_i`: `mu_c` a fixed random
+    unit vector per class, `z_i` a fresh standard normal vector per EXAMPLE.
+    The per-example code `z_i` lets a network fit every training example
+    (high-dimensional, so the training examples are separable) while it
+    carries nothing about unseen examples; only the class signal generalises.
+    The knob `signal` moves the modality from noise (0: chance accuracy alone)
+    to informative: it builds regime maps such as "a strong real modality plus
+    a weak, memorisable one" (RESULTS.md, "What the defaults give") next to
+    real data.
+
+    Args:
+        labels: `(n,)` class indices of the examples (e.g. a real data set's).
+        signal: Norm of each class mean (>= 0): the knob.
+        dim: Dimension of the modality.
+        num_classes: Number of classes; default `max(labels) + 1`.
+        seed: Seed of the class means and the per-example codes.
+
+    Returns:
+        A float32 `(n, dim)` array.
+
+    Raises:
+        ValueError: If `signal` is negative or `dim` < 1.
+
+    Example:
+
+    >>> x = memorisable_modality(np.array([0, 1, 1]), signal=2.0, dim=64)
+    >>> x.shape, x.dtype
+    ((3, 64), dtype('float32'))
+    """
+    if not signal >= 0 or dim < 1:
+        raise ValueError(
+            f"`signal` must be >= 0 and `dim` >= 1. Received signal={signal!r}, "
+            f"dim={dim!r}."
+        )
+    labels = np.asarray(labels).astype(int)
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((num_classes, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    codes = rng.standard_normal((len(labels), dim))
+    return (signal * means[labels] + codes).astype(np.float32)
