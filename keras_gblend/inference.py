@@ -202,7 +202,8 @@ def availability(modalities, present, missing, batch, fused="fused"):
         modalities: The model's modality names.
         present: The modality keys present in the inputs.
         missing: None, or a mapping from modality name to a `(batch,)` boolean
-            array, True where that modality is missing for that example.
+            array, True where that modality is missing for that example (a
+            0/1 integer or float array is read as one).
         batch: Number of examples.
         fused: Name of the fused head.
 
@@ -246,11 +247,13 @@ def availability(modalities, present, missing, batch, fused="fused"):
             has[m] = np.zeros(batch, bool)
             continue
         mask = np.asarray(missing.get(m, np.zeros(batch, bool)))
+        if mask.dtype.kind in "iuf" and np.isin(mask, (0, 1)).all():
+            mask = mask.astype(bool)  # A 0/1 mask, e.g. from a data frame.
         if mask.dtype != bool or mask.shape != (batch,):
             raise ValueError(
-                f"`missing[{m!r}]` must be a boolean array of shape ({batch},) "
-                f"(True = missing). Received {mask.dtype} array of shape "
-                f"{mask.shape}."
+                f"`missing[{m!r}]` must be a boolean (or 0/1) array of shape "
+                f"({batch},) (True = missing). Received {mask.dtype} array of "
+                f"shape {mask.shape}."
             )
         has[m] = ~mask
     none = ~np.any(np.stack([has[m] for m in modalities]), axis=0)

@@ -120,7 +120,7 @@ class OutputModes:
         self.set_output_mode(choice.mode, choice.weights)
         return choice
 
-    def predict_output(self, x, mode=None, missing=None, batch_size=None):
+    def predict_output(self, x, mode=None, missing=None, batch_size=None, verbose=0):
         """The model's one prediction: its heads combined by the output mode.
 
         `predict(x)` still returns every head's probabilities.
@@ -136,6 +136,8 @@ class OutputModes:
                 (its input values there are ignored; fill them with anything,
                 e.g. zeros). Those examples use only their available heads.
             batch_size: Batch size of the predictions.
+            verbose: As in `keras.Model.predict` (`"auto"`, 0, 1 or 2);
+                default 0, silent.
 
         Returns:
             A numpy `(batch, classes)` array of class probabilities.
@@ -147,7 +149,7 @@ class OutputModes:
         """
         mode = self.output_mode if mode is None else mode
         inference.check_mode(mode, self.output_weights)
-        probs, available = self._predict_heads(x, missing, batch_size)
+        probs, available = self._predict_heads(x, missing, batch_size, verbose)
         combined = inference.combine(
             probs, mode, self.output_weights, available, fused=self.head_names[-1]
         )
@@ -206,7 +208,7 @@ class OutputModes:
         probs, _ = self._predict_heads(x, None, batch_size)
         return probs, y
 
-    def _predict_heads(self, x, missing, batch_size):
+    def _predict_heads(self, x, missing, batch_size, verbose=0):
         """Probabilities and availability of the heads computable from `x`."""
         if not isinstance(x, Mapping):
             raise ValueError(
@@ -228,11 +230,11 @@ class OutputModes:
             fused=self.head_names[-1],
         )
         if set(x) == set(self.modalities):
-            probs = self.predict(dict(x), batch_size=batch_size, verbose=0)
+            probs = self.predict(dict(x), batch_size=batch_size, verbose=verbose)
         else:  # Only modality heads can be computed: one sub-model each.
             probs = {
                 m: self.head_model(m).predict(
-                    {m: x[m]}, batch_size=batch_size, verbose=0
+                    {m: x[m]}, batch_size=batch_size, verbose=verbose
                 )
                 for m in heads
             }

@@ -179,6 +179,27 @@ def test_missing_mask_per_example_equals_absent_modality_rows():
     )
 
 
+@pytest.mark.parametrize("dtype", ["int64", "int32", "float32"])
+def test_a_zero_one_missing_mask_is_read_as_a_boolean_mask(dtype):
+    model = _model()
+    x = _x()
+    mask = np.array([True, False, True, False, False, False, True])
+    np.testing.assert_allclose(
+        model.predict_output(x, missing={"c": mask.astype(dtype)}),
+        model.predict_output(x, missing={"c": mask}),
+        atol=1e-7,
+    )
+
+
+def test_predict_output_accepts_verbose_like_keras_predict(capsys):
+    model = _model()
+    x = _x()
+    silent = model.predict_output(x, verbose=0)
+    assert capsys.readouterr().out == ""
+    np.testing.assert_allclose(model.predict_output(x, verbose=1), silent)
+    assert "step" in capsys.readouterr().out  # Keras's progress bar.
+
+
 def test_evaluate_outputs_reports_every_head_and_mode():
     model = _model()
     x = _x(num=40)
@@ -235,7 +256,7 @@ def test_bad_inputs_give_clear_errors():
         masks = {m: np.arange(7) == 2 for m in "abc"}
         model.predict_output(x, missing=masks)
     with pytest.raises(ValueError, match=r"`missing\['a'\]` must be a boolean .*int64"):
-        model.predict_output(x, missing={"a": np.zeros(7, int)})
+        model.predict_output(x, missing={"a": np.full(7, 2)})
     with pytest.raises(ValueError, match=r"`missing` keys must be .*\['z'\]"):
         model.predict_output(x, missing={"z": np.zeros(7, bool)})
     with pytest.raises(ValueError, match=r"`mode` must be one of .*'median'"):

@@ -14,10 +14,18 @@ import tensorflow as tf
 from keras_gblend.data import av_digits
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-RAW_DIR = (REPO_ROOT / ".." / "shared" / "data").resolve()
+# The raw data are not in this repository: GBLEND_RAW_DATA names their folder
+# (default: the builder's default, ../shared/data next to the checkout).
+RAW_DIR = pathlib.Path(
+    os.environ.get("GBLEND_RAW_DATA", REPO_ROOT / ".." / "shared" / "data")
+).resolve()
 needs_raw = pytest.mark.skipif(
     not (RAW_DIR / "fsdd" / "recordings").is_dir(),
-    reason=f"raw FSDD / MNIST-5k data not found at {RAW_DIR}",
+    reason=(
+        "needs the raw FSDD recordings and MNIST-5k CSV, which are not in this "
+        "repository: get them as tools/build_av_digits.py's RAW_DATA_HELP says, "
+        "then set GBLEND_RAW_DATA=<raw_dir>"
+    ),
 )
 TEST_SPEAKERS = {"theo", "yweweler"}
 
@@ -164,3 +172,11 @@ def test_builder_reproduces_committed_file():
             f"Rebuilt content checksum {checksum} differs from "
             f"EXPECTED_CHECKSUM; arrays that differ: {differing}"
         )
+
+
+def test_the_skip_reason_says_how_to_get_the_raw_data():
+    reason = needs_raw.kwargs["reason"]
+    assert "GBLEND_RAW_DATA" in reason and "RAW_DATA_HELP" in reason
+    assert "tools/build_av_digits.py" in reason
+    assert str(REPO_ROOT.parent) not in reason  # No path outside the repository.
+    assert "--raw_dir" in _builder().RAW_DATA_HELP
