@@ -94,23 +94,41 @@ def test_every_command_is_covered():
         assert len(matches) == 1, f"README command without an equivalent: {command}"
 
 
+def _run_in(directory, code, namespace):
+    """Runs README code in `directory` (it writes `served/`)."""
+    here = os.getcwd()
+    os.chdir(directory)
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    finally:
+        os.chdir(here)
+    return namespace
+
+
 @pytest.fixture(scope="module")
-def own_data():
+def own_data(tmp_path_factory):
     """The "Use it on your own data" block, run with 5 epochs instead of 30."""
     code = _section_block("Use it on your own data").replace("epochs=30", "epochs=5")
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
-    return namespace
+    return _run_in(tmp_path_factory.mktemp("readme"), code, {})
 
 
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_use_on_your_own_data_example_runs(own_data):
-    assert own_data["probs"].shape == (600, 5)
-    # The callback ran in every epoch and logged each head's weight.
-    logs = own_data["model"].history.history
+    model, chosen = own_data["model"], own_data["chosen"]
+    assert sorted(chosen.scores) == [0.003, 0.01, 0.03]
+    assert chosen.scores[chosen.learning_rate] == max(chosen.scores.values())
+    assert float(model.optimizer.learning_rate) == pytest.approx(chosen.learning_rate)
+    # The default callback ran in every epoch, logged each head's weight, and
+    # chose the output mode on V: what predict_output answers with.
+    logs = model.history.history
     assert all(
-        len(logs[f"gblend_weight_{h}"]) == 5 for h in ("video", "audio", "fused")
+        len(logs[f"gblend_weight_{h}"]) == 5 for h in ("image", "audio", "fused")
     )
+    assert sum(model.get_blend_weights().values()) == pytest.approx(3.0, abs=1e-5)
+    assert model.output_mode in ("fused", "mean", "weighted")
+    test = own_data["test"]
+    expected = (model.predict_output(test.x).argmax(-1) == test.y).mean()
+    assert own_data["accuracy"] == expected
 
 
 def _run_block(code, namespace):
@@ -125,7 +143,7 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
         for b in _blocks("python")
         if "estimate_offline(" in b and "select_learning_rate(" not in b
     )
-    (inference,) = (b for b in _blocks("python") if "predict_output(" in b)
+    (inference,) = (b for b in _blocks("python") if "evaluate_outputs(" in b)
     (export,) = (b for b in _blocks("python") if "export_saved_model(" in b)
     namespace = dict(own_data)
     _run_block(
@@ -134,20 +152,19 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
     )
     assert namespace["estimate"].weights.shape == (3,)
     _run_block(inference, namespace)
-    model, x = namespace["model"], namespace["x"]
+    model = namespace["model"]
     assert model.output_mode == "weighted"
-    # With the audio missing, the output is the video head alone.
-    video_only = model.predict(
-        {k: v for k, v in namespace["heldout"][0].items()}, verbose=0
-    )["video"]
-    np.testing.assert_allclose(namespace["probs"], video_only, atol=1e-6)
+    # With the audio missing, the output is the image head alone.
+    image_only = model.predict(namespace["heldout"][0], verbose=0)["image"]
+    np.testing.assert_allclose(namespace["probs"], image_only, atol=1e-6)
     monkeypatch.chdir(tmp_path)
     _run_block(export, namespace)
-    expected = model.predict_output({k: v[:4] for k, v in x.items()})
+    x4 = namespace["x4"]
+    expected = model.predict_output(x4)
     np.testing.assert_allclose(namespace["out"]["probabilities"], expected, atol=1e-5)
     np.testing.assert_allclose(
-        namespace["only_video"]["probabilities"],
-        model.predict({k: v[:4] for k, v in x.items()}, verbose=0)["video"],
+        namespace["only_image"]["probabilities"],
+        model.predict(x4, verbose=0)["image"],
         atol=1e-5,
     )
     assert (tmp_path / "model.keras").is_file()
@@ -175,18 +192,14 @@ def test_experiment_commands(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-def test_recipe_block_chooses_the_rate_on_v_and_trains_the_recipe(own_data, capsys):
-    (recipe,) = (b for b in _blocks("python") if "select_learning_rate(" in b)
-    namespace = dict(own_data)
-    code = recipe.replace("epochs=30", "epochs=2").replace("epochs=10", "epochs=1")
-    _run_block(code, namespace)
-    chosen, model = namespace["chosen"], namespace["model"]
-    assert sorted(chosen.scores) == [0.003, 0.01, 0.03]
-    assert chosen.scores[chosen.learning_rate] == max(chosen.scores.values())
-    assert "accuracy on V" in capsys.readouterr().out
-    # Offline weights, the fused share floored at 1/3, summing to K + 1 = 3.
-    weights = model.get_blend_weights()
-    assert sum(weights.values()) == pytest.approx(3.0, abs=1e-5)
-    assert weights["fused"] >= 1.0 - 1e-6
-    assert weights != pytest.approx({h: 1.0 for h in weights})
-    assert float(model.optimizer.learning_rate) == pytest.approx(chosen.learning_rate)
+def test_first_block_beats_naive_fusion_on_av_digits(tmp_path):
+    """The first block and the baselines block, as written but with 10 epochs
+    instead of 30, on the real AV-Digits split: the defaults' output is at least
+    naive fusion's (RESULTS.md has the same over folds and seeds)."""
+    blocks = _blocks("python")
+    (baselines,) = (b for b in blocks if "def baseline(head)" in b)
+    code = _section_block("Use it on your own data") + baselines
+    namespace = _run_in(tmp_path, code.replace("epochs=30", "epochs=10"), {})
+    accuracy, others = namespace["accuracy"], namespace["baselines"]
+    assert set(others) == {"fused", "image", "audio"}
+    assert accuracy >= others["fused"], (accuracy, others)
