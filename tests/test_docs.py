@@ -1,0 +1,318 @@
+"""The docs cannot drift: their code runs and every name they cite exists.
+
+1. Every ```python block of docs/*.md runs (README.md's run in
+   tests/test_readme.py): a page's blocks run in order in one namespace, in a
+   fresh process whose working directory is a temporary folder, after the
+   page's `SETUP` (the names its fragments assume: a small model and data) and
+   with the page's `SUBSTITUTIONS` (smaller settings; each must still occur in
+   the page). A block that cannot run here is marked in the markdown by a
+   visible `<!-- not run: reason -->` line right before it, reason required.
+2. Every name README.md and docs/*.md cite exists: dotted names in backticks
+   of the package, its modules and the experiments (`keras_gblend.x.y`,
+   `estimation.HeadCopies`, `GBlendModel.head_model`), file paths
+   (`tests/...py`, `tools/...py`, `docs/...md`, ...) and test ids
+   (`tests/test_x.py::test_name`, or `test_x.py::test_name` under tests/).
+"""
+
+import ast
+import functools
+import importlib
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_gblend
+from tests.conftest import REPO_ROOT
+
+DOCS = os.path.join(REPO_ROOT, "docs")
+PAGES = sorted(p for p in os.listdir(DOCS) if p.endswith(".md"))
+NOT_RUN = re.compile(r"<!--\s*not run\b:?(.*?)-->\s*$")
+# Names the docs cite as GONE ("`export.export_fused` ... are gone"): they must
+# stay gone, or the sentence is wrong.
+GONE = {"export.export_fused", "export.fused_model"}
+
+
+def _read(path):
+    with open(os.path.join(REPO_ROOT, path)) as handle:
+        return handle.read()
+
+
+def _python_blocks(page):
+    """`(code, reason)` for each python block of `page`; reason None: it runs."""
+    return _blocks_of(_read(os.path.join("docs", page)))
+
+
+def _blocks_of(text):
+    blocks = []
+    for match in re.finditer(r"```python\n(.*?)```", text, flags=re.S):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        marker = NOT_RUN.search(before)
+        blocks.append((match.group(1), marker.group(1).strip() if marker else None))
+    return blocks
+
+
+# Part 1: every python block runs.
+
+# The names a page's fragments assume, defined before its first block.
+_SMALL_MODEL = """
+import keras
+import numpy as np
+from keras_gblend import GBlendCallback, build_gblend_model, data
+from keras_gblend.encoders import mlp_encoder
+
+_ds = data.make_synthetic(num_train=160, num_test=40, dim_b=16)
+_rename = lambda pair: ({"image": pair[0]["a"], "audio": pair[0]["b"]}, pair[1])
+(x, y), heldout = data.holdout_split(_rename(_ds.train), heldout_fraction=0.25)
+x_train, y_train = x, y
+x_test, y_test = _rename(_ds.test)
+subset = data.sample_subset((x, y), 32)
+model = build_gblend_model(
+    {m: mlp_encoder(v.shape[1:], units=(8,), name=f"{m}_encoder")
+     for m, v in x.items()},
+    num_classes=_ds.num_classes,
+)
+model.compile(
+    optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+    loss="sparse_categorical_crossentropy",
+)
+"""
+SETUP = {
+    "diagnostics.md": _SMALL_MODEL,
+    "inference.md": _SMALL_MODEL
+    + """
+audio_clips = x_test["audio"]
+image_is_blank = np.arange(len(y_test)) % 3 == 0
+x = x_test
+""",
+    "ogm_ge.md": """
+from keras_gblend.data.av_digits import load_av_digits
+
+_train, _test = load_av_digits("train"), load_av_digits("test")
+x, y = {m: v[:128] for m, v in _train.x.items()}, _train.y[:128]
+x_test = {m: v[:32] for m, v in _test.x.items()}
+""",
+}
+# (as written, as run): fewer epochs and examples. Every entry must occur in
+# its page. Everywhere, "/tmp/" is a fresh temporary folder.
+SUBSTITUTIONS = {
+    "diagnostics.md": [
+        ("epochs=30", "epochs=6"),  # One estimate (warm-up 2, super-epoch 3).
+        ("runs/demo/states/gblend_online_seed0.json", "runs/demo/gblend_state.json"),
+        ("callback.state)", "callbacks[0].state)"),  # The first block's.
+        ("epochs=config.epochs", "epochs=3"),
+    ],
+    "inference.md": [
+        (
+            "callbacks=[GBlendCallback(subset, heldout)], ...)",
+            "callbacks=[GBlendCallback(subset, heldout)], epochs=2)",
+        )
+    ],
+    "ogm_ge.md": [("epochs=30", "epochs=1")],
+    "robustness.md": [
+        ("num_train=2000, num_test=500", "num_train=256, num_test=64"),
+        ("sample_subset(train, 256)", "sample_subset(train, 64)"),
+        ("epochs=5,", "epochs=1,"),
+        ("num_train=500, num_test=100", "num_train=64, num_test=16"),
+        ("epochs=50", "epochs=2"),
+    ],
+}
+RUNNER = """
+import json, sys
+namespace = {"__name__": "__main__"}
+for name, code in json.load(open(sys.argv[1])):
+    exec(compile(code, name, "exec"), namespace)
+print("ran", len(json.load(open(sys.argv[1]))), "blocks")
+"""
+RUN_PAGES = [p for p in PAGES if any(r is None for _, r in _python_blocks(p))]
+
+
+def test_every_block_runs_or_says_why_not():
+    for page in PAGES:
+        for _, reason in _python_blocks(page):
+            assert reason is None or reason, f"{page}: a `not run` without reason"
+    text = (
+        "<!-- not run: no GPU -->\n```python\na\n```\n"
+        "<!-- not run: -->\n```python\nb\n```\n```python\nc\n```"
+    )
+    assert _blocks_of(text) == [("a\n", "no GPU"), ("b\n", ""), ("c\n", None)]
+    assert set(SETUP) <= set(RUN_PAGES) and set(SUBSTITUTIONS) <= set(RUN_PAGES)
+
+
+def _page_program(page, tmp):
+    blocks = [(f"docs/{page}", SETUP.get(page, ""))]
+    for i, (code, reason) in enumerate(_python_blocks(page)):
+        if reason is None:
+            blocks.append((f"docs/{page}, python block {i + 1}", code))
+    for old, new in SUBSTITUTIONS.get(page, []):
+        assert any(old in c for _, c in blocks), f"{page} no longer has {old!r}"
+        blocks = [(n, c.replace(old, new)) for n, c in blocks]
+    return [(n, c.replace("/tmp/", f"{tmp}/")) for n, c in blocks]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", RUN_PAGES)
+def test_python_blocks_run(page, tmp_path):
+    program = tmp_path / "blocks.json"
+    program.write_text(json.dumps(_page_program(page, tmp_path)))
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(program)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ran = sum(r is None for _, r in _python_blocks(page))
+    assert result.stdout.rstrip().endswith(f"ran {ran + 1} blocks")
+
+
+# Part 2: every cited name exists.
+
+SOURCES = ["README.md"] + [f"docs/{p}" for p in PAGES]
+PATH = re.compile(
+    r"(?<![\w/.])((?:tests|tools|experiments|keras_gblend|docs)/[\w/.-]*\w"
+    r"\.(?:py|md|png|npz|json|csv)|[A-Z][A-Z_]+\.md)(?![\w/])"
+)
+TEST_ID = re.compile(r"(?<![\w/])((?:tests/)?[\w/]*test_\w+\.py)::(\w+)")
+
+
+@functools.cache
+def _module_names():
+    """Short module names a doc may cite: `estimation`, `pipelines`, `common`."""
+    names = {}
+    for package in ("keras_gblend", "keras_gblend.data", "experiments"):
+        path = os.path.join(REPO_ROOT, *package.split("."))
+        for info in pkgutil.iter_modules([path]):
+            names.setdefault(info.name, f"{package}.{info.name}")
+    return names
+
+
+def _resolve(dotted):
+    """The object `dotted` names, or None if it is not a package name."""
+    first, *rest = dotted.split(".")
+    if first == "keras_gblend" or first == "experiments":
+        module, rest = first, rest
+    elif first in _module_names():
+        module = _module_names()[first]
+    elif first in keras_gblend.__all__:
+        module, rest = "keras_gblend", [first, *rest]
+    else:
+        return None  # `model.fit`, `keras.callbacks...`: not this package's.
+    obj = importlib.import_module(module)
+    for part in rest:
+        if not hasattr(obj, part) and hasattr(obj, "__path__"):
+            obj = importlib.import_module(f"{obj.__name__}.{part}")  # A submodule.
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+def _dotted_names(text):
+    for span in re.findall(r"`([^`\n]+)`", _prose(text)):
+        match = re.fullmatch(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\(.*\))?", span)
+        if match:
+            yield match.group(1)
+
+
+def _prose(text):
+    """`text` without its fenced code blocks (those run, or say why not)."""
+    return re.sub(r"```.*?```", "", text, flags=re.S)
+
+
+def _test_functions(path):
+    tree = ast.parse(_read(path))
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_dotted_name_exists(source):
+    broken = []
+    for name in sorted(set(_dotted_names(_read(source)))):
+        if name in GONE:
+            with pytest.raises((AttributeError, ImportError)):
+                _resolve(name)
+            continue
+        try:
+            _resolve(name)
+        except (AttributeError, ImportError) as error:
+            broken.append(f"{name} ({type(error).__name__}: {error})")
+    assert not broken, f"{source} cites names that do not exist: {broken}"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_file_path_exists(source):
+    paths = set(PATH.findall(_read(source)))
+    missing = sorted(p for p in paths if not os.path.exists(os.path.join(REPO_ROOT, p)))
+    assert not missing, f"{source} cites files that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_test_id_exists(source):
+    broken = []
+    for path, name in sorted(set(TEST_ID.findall(_read(source)))):
+        path = path if path.startswith("tests/") else f"tests/{path}"
+        if not os.path.isfile(os.path.join(REPO_ROOT, path)):
+            broken.append(f"{path}::{name} (no such file)")
+        elif name not in _test_functions(path):
+            broken.append(f"{path}::{name} (no such test)")
+    assert not broken, f"{source} cites tests that do not exist: {broken}"
+
+
+def test_the_checks_find_what_they_look_for():
+    text = (
+        "`keras_gblend.distribute.apply_fixes()` and `estimation.HeadCopies`, "
+        "`GBlendModel.head_model`, `model.fit`; see tests/test_estimation.py and "
+        "`test_inference.py::test_bad_inputs_give_clear_errors`, DESIGN.md.\n"
+        "```python\n`keras_gblend.nothing`\n```"
+    )
+    names = list(_dotted_names(text))
+    assert names == [
+        "keras_gblend.distribute.apply_fixes",
+        "estimation.HeadCopies",
+        "GBlendModel.head_model",
+        "model.fit",
+    ]
+    assert [_resolve(n) is not None for n in names] == [True, True, True, False]
+    assert PATH.findall(text) == ["tests/test_estimation.py", "DESIGN.md"]
+    assert TEST_ID.findall(text) == [
+        ("test_inference.py", "test_bad_inputs_give_clear_errors")
+    ]
+    with pytest.raises(AttributeError):
+        _resolve("export.export_fused")
+    with pytest.raises(ImportError):
+        _resolve("keras_gblend.compat.apply_distribute_fixes")
+
+
+def test_the_speed_table_of_backends_md_is_the_one_measured_in_benchmarks_md():
+    rows = re.findall(
+        r"^\| (?:TensorFlow|JAX|PyTorch).*\|$", _read("docs/backends.md"), re.M
+    )
+    assert len(rows) == 3
+    benchmarks = _read("BENCHMARKS.md").splitlines()
+    assert all(row in benchmarks for row in rows), rows
+
+
+def test_the_state_file_holds_the_initial_weights_as_diagnostics_md_says(tmp_path):
+    from keras_gblend import GBlendCallback, history
+    from tests.helpers import synthetic_setup
+
+    assert "and the initial weights" in _read("docs/diagnostics.md")
+    model, train, heldout = synthetic_setup(num_train=40)
+    model.set_blend_weights([0.5, 0.25, 0.25])
+    path = tmp_path / "state.json"
+    callback = GBlendCallback(
+        train, heldout, warmup_epochs=0, super_epoch=1, state_path=str(path), verbose=0
+    )
+    model.fit(*train, epochs=1, verbose=0, callbacks=[callback])
+    np.testing.assert_allclose(
+        json.loads(path.read_text())["initial_weights"], [0.5, 0.25, 0.25]
+    )
+    epochs, weights = history.read_history(str(path)).series("weight", "a")
+    assert (epochs[0], weights[0]) == (0, 0.5)
