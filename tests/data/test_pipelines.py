@@ -362,7 +362,8 @@ def _model(x, num_classes=3, activation="relu"):
         )
         for m, v in x.items()
     }
-    model = build_gblend_model(branches, num_classes=num_classes)
+    # No dropout: 4-unit toy features; the test is about the pipelines.
+    model = build_gblend_model(branches, num_classes=num_classes, dropout=0.0)
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         loss="sparse_categorical_crossentropy",
@@ -399,7 +400,10 @@ def test_gblend_model_trains_from_every_pipeline(tmp_path):
             history = model.fit(
                 dataset, epochs=4, shuffle=False, callbacks=[callback], verbose=0
             )
-        losses = history.history["loss"]
+        # The heads' unweighted losses: the blended `loss` changes scale with
+        # every re-weighting.
+        logs = history.history
+        losses = np.sum([logs[f"{h}_loss"] for h in model.head_names], axis=0)
         assert np.all(np.isfinite(losses)), name
         assert losses[-1] < losses[0], (name, losses)
         assert len(callback.estimates) == 4, name
