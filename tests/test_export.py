@@ -1,5 +1,6 @@
 """Tests for keras_gblend.export and `.keras` round trips of the training model."""
 
+import json
 import os
 import subprocess
 
@@ -278,3 +279,45 @@ def test_keras_round_trip_keeps_output_mode_and_combination_weights(tmp_path, mo
     )
     # The default mode of the reloaded model is the saved one, not "fused".
     assert not np.allclose(loaded.predict_output(x), loaded.predict(x)["fused"])
+
+
+LOAD_IN_A_FRESH_PROCESS = """
+import json
+import sys
+
+import keras
+
+try:
+    keras.saving.load_model(sys.argv[1])
+except TypeError as error:
+    print("without the import:", str(error).split(" Make sure")[0])
+import keras_gblend  # noqa: E402,F401
+
+model = keras.saving.load_model(sys.argv[1])
+print("with the import:", type(model).__name__, json.dumps(model.get_blend_weights()))
+"""
+
+
+def test_a_keras_file_loads_in_a_fresh_process_after_import_keras_gblend(tmp_path):
+    model = _trained_model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    completed = subprocess.run(
+        [runner.sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=runner.subprocess_env(),
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    # Keras alone cannot find the class; after `import keras_gblend` it loads.
+    assert lines[0] == "without the import: Could not locate class 'GBlendModel'."
+    name, weights = lines[1].split(": ", 1)[1].split(" ", 1)
+    assert name == "GBlendModel"
+    assert json.loads(weights) == pytest.approx(BLEND, abs=1e-7)
+    # docs/inference.md tells the user so.
+    with open(os.path.join(runner.REPO_ROOT, "docs", "inference.md")) as handle:
+        saving = handle.read().split("## Saving and loading the model", 1)[1]
+    assert "`import keras_gblend` before `keras.saving.load_model`" in saving
