@@ -421,33 +421,31 @@ def _check(name, value, ok, expected):
 
 
 def _check_run(callback):
-    """Checks what only `fit` reveals: its number of epochs, `V`'s labels."""
-    first = next(e for e in itertools.count(1) if callback.estimates_at(e))
-    epochs = (callback.params or {}).get("epochs")
-    warmup, super_epoch = callback.warmup_epochs, callback.super_epoch
-    messages.check_schedule(epochs, first, warmup, super_epoch)
+    """Checks what only `fit` reveals: `V`'s labels, the number of epochs."""
+    labels = None
     if callback.mode == "in_situ":
         labels = callback._data[1].labels  # Read from a dataset too.
     elif not arrays.is_dataset(callback.heldout):
         labels = callback.heldout[1]
-    else:
-        return
-    labels = np.asarray(labels)
-    one_hot = labels.ndim == 2 and labels.shape[1] > 1
-    classes = labels.argmax(-1) if one_hot else labels.reshape(-1)
-    found = np.unique(classes)
-    _check(
-        "heldout",
-        f"{len(classes)} example(s)",
-        len(classes) >= 2,
-        "V with at least 2 examples (dG is a change of its mean loss; the paper "
-        "holds out 8-13% of the training data)",
-    )
-    _check(
-        "heldout",
-        f"{len(classes)} examples, all of class {found[0]}",
-        len(found) >= 2,
-        "V with examples of at least 2 classes (a loss on one class does not "
-        "measure how a head generalises; keras_gblend.data.holdout_split "
-        "stratifies)",
-    )
+    if labels is not None:
+        labels = np.asarray(labels)
+        one_hot = labels.ndim == 2 and labels.shape[1] > 1
+        classes = labels.argmax(-1) if one_hot else labels.reshape(-1)
+        found = np.unique(classes)
+        if len(classes) < 2:
+            raise ValueError(
+                "`heldout` (V) must hold at least 2 examples: dG is a change of "
+                "its mean loss (the paper holds out 8-13% of the training data). "
+                "Received 1 example."
+            )
+        if len(found) < 2:
+            raise ValueError(
+                "`heldout` (V) must hold examples of at least 2 classes: a loss "
+                "on one class does not measure how a head generalises "
+                "(keras_gblend.data.holdout_split stratifies). Received "
+                f"{len(classes)} examples, all of class {found[0]}."
+            )
+    first = next(e for e in itertools.count(1) if callback.estimates_at(e))
+    epochs = (callback.params or {}).get("epochs")
+    warmup, super_epoch = callback.warmup_epochs, callback.super_epoch
+    messages.check_schedule(epochs, first, warmup, super_epoch)

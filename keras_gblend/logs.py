@@ -2,23 +2,28 @@
 
 `GBlendModel.fit` passes its callbacks through `prepare_callbacks`: the
 `GBlendCallback` goes first (so `CSVLogger`, `TensorBoard`, `EarlyStopping`,
-`BackupAndRestore` see its keys of the same epoch), the progress bar is
-`ProgbarLogger` (Keras's, without G-Blend's per-estimate diagnostics, which the
-callback prints on its own line), and mistakes that only the training data
-reveal are reported before the first epoch. `CSVLogger` is a CSV log whose
-columns grow when a key first appears after the first epoch.
+`BackupAndRestore` see its keys of the same epoch; `EarlyStopping` and
+`ReduceLROnPlateau` should monitor `mean_head_loss`, not the blended `loss`),
+the progress bar is `ProgbarLogger` (Keras's, without G-Blend's per-estimate
+diagnostics, which the callback prints on its own line), and mistakes that
+only the training data reveal are reported before the first epoch (`V` in the
+training data, `T'` in Keras's `validation_split` slice, a callback monitoring
+the blended `loss`).
+`CSVLogger` is a CSV log whose columns grow when a key first appears after the
+first epoch.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 
 import keras
 import numpy as np
 
-from keras_gblend import io_utils, messages
+from keras_gblend import io_utils, messages, objective
 from keras_gblend.data import arrays
 
 # Logged at estimate or measurement epochs only; shown by the callback's own
@@ -126,7 +131,7 @@ def _cell(value):
     return repr(array.item()) if array.size == 1 else " ".join(map(str, array.ravel()))
 
 
-def prepare_callbacks(callbacks, *, verbose, x):
+def prepare_callbacks(callbacks, *, verbose, x, validation_split=0.0):
     """The callbacks `GBlendModel.fit` runs, checked and ordered.
 
     `GBlendCallback`s go first (other callbacks then see their keys of the same
@@ -138,6 +143,8 @@ def prepare_callbacks(callbacks, *, verbose, x):
             `keras.callbacks.CallbackList`, which is returned as it is).
         verbose: `fit`'s `verbose`.
         x: `fit`'s `x`; a dict of arrays is compared with `T'` and `V`.
+        validation_split: `fit`'s `validation_split`: the last part of `x`
+            that Keras holds out (compared with `T'`).
 
     Returns:
         The list of callbacks to pass on to `keras.Model.fit`.
@@ -148,8 +155,12 @@ def prepare_callbacks(callbacks, *, verbose, x):
     Warns:
         GBlendWarning: When `V` shares examples with the training data `x`, or
             `T'` shares none with it (are `train_subset` and `heldout`
-            swapped?), and when a `keras.callbacks.CSVLogger` would drop the
-            G-Blend keys that first appear after the first epoch.
+            swapped?), when `T'` shares examples with the `validation_split`
+            slice, when a `keras.callbacks.CSVLogger` would drop the G-Blend
+            keys that first appear after the first epoch, and when
+            `EarlyStopping`, `ReduceLROnPlateau` or `ModelCheckpoint(
+            save_best_only=True)` monitor `loss` or `val_loss` (once, naming
+            `"mean_head_loss"`; see `keras_gblend.objective.check_monitors`).
     """
     from keras_gblend.callbacks import GBlendCallback
 
@@ -181,15 +192,20 @@ def prepare_callbacks(callbacks, *, verbose, x):
                 "arguments), which adds columns as they appear."
             )
         )
-    check_training_data(x, gblend.train_subset, gblend.heldout)
+    objective.check_monitors(others)
+    check_training_data(x, gblend.train_subset, gblend.heldout, validation_split)
     return [gblend] + others
 
 
-def check_training_data(x, train_subset, heldout):
+def check_training_data(x, train_subset, heldout, validation_split=0.0):
     """Warns when `V` is in the training data `x` or `T'` is not.
 
     Only a dict of arrays with the same modalities, dtypes and shapes as `T'`
-    and `V` is compared (datasets are not read).
+    and `V` is compared (datasets are not read). With `validation_split > 0`,
+    Keras trains on the first part of `x` only and validates on the rest (its
+    last `validation_split` fraction, taken before shuffling): `T'` must not
+    share examples with that slice (it would measure a "training" loss on
+    examples never trained on), and `V` is compared with the first part.
 
     Example:
 
@@ -206,9 +222,13 @@ def check_training_data(x, train_subset, heldout):
     pairs = (train_subset, heldout)
     if not isinstance(x, dict) or not all(_comparable(x, p) for p in pairs):
         return
-    training = (x, None)  # count_shared compares inputs only.
+    num = len(next(iter(x.values())))
+    split = int(math.floor(num * (1.0 - validation_split))) if validation_split else num
+    training = ({k: v[:split] for k, v in x.items()}, None)  # Inputs only.
     in_v, n_v = arrays.count_shared(training, heldout), arrays.num_examples(heldout)
     in_t = arrays.count_shared(training, train_subset)
+    sliced = ({k: v[split:] for k, v in x.items()}, None)
+    in_slice = arrays.count_shared(sliced, train_subset) if split < num else 0
     found = []
     if in_v:
         found.append(
@@ -219,6 +239,18 @@ def check_training_data(x, train_subset, heldout):
         found.append(
             "`train_subset` (T') shares no example with the training data passed "
             "to `fit`: T' must be a subset of it (keras_gblend.data.sample_subset)"
+        )
+    if in_slice:
+        messages.warn(
+            messages.GBlendWarning(
+                f"G-Blend: `validation_split={validation_split}` holds out the last "
+                f"{num - split} of the {num} examples of `x` (Keras never trains on "
+                f"them), but `train_subset` (T') shares {in_slice} of its "
+                f"{arrays.num_examples(train_subset)} examples with that slice: T' "
+                "must be a subset of the data trained on. Sample T' from the "
+                f"first {split} examples, or split the validation data yourself "
+                "and pass `validation_data=`."
+            )
         )
     if found:
         swapped = (

@@ -6,6 +6,7 @@ package or Keras, and the callback emits them after Keras's progress-bar line.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -18,6 +19,20 @@ ADAPTIVE_OPTIMIZERS = (
     "Adafactor", "Lion", "Lamb", "Ftrl", "Muon",
 )  # fmt: skip
 COLLAPSE_TOLERANCE = 1e-3  # A weight within this of `min_weight` has collapsed.
+
+
+def forces_equal_weights(min_weight, num_heads):
+    """Whether `min_weight` is (within `COLLAPSE_TOLERANCE`) `1 / num_heads`.
+
+    The weights are `min_weight + (1 - num_heads * min_weight) * raw`: at
+    `1 / num_heads` every weight is `1 / num_heads`, whatever the estimate.
+
+    Example:
+
+    >>> forces_equal_weights(1 / 3, 3), forces_equal_weights(0.05, 3)
+    (True, False)
+    """
+    return 1.0 - num_heads * min_weight <= COLLAPSE_TOLERANCE
 
 
 class GBlendWarning(UserWarning):
@@ -86,8 +101,74 @@ def check_optimizer(optimizer):
         )
 
 
+def check_min_weight(min_weight, num_heads):
+    """Warns when `min_weight` forces every weight to `1 / num_heads`.
+
+    `GBlendCallback` calls it when `fit` starts, after refusing a `min_weight`
+    above `1 / num_heads`.
+
+    Example:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     check_min_weight(0.25, 4)
+    >>> str(caught[0].message).split(":")[1]
+    ' min_weight=0.25 is 1/num_heads for 4 heads'
+    """
+    if forces_equal_weights(min_weight, num_heads):
+        warn(
+            GBlendWarning(
+                f"G-Blend: min_weight={min_weight:.4g} is 1/num_heads for "
+                f"{num_heads} heads: every weight is forced to "
+                f"{1 / num_heads:.4g}, so the estimates (dG, dO) are measured and "
+                "logged but never change the weights (naive training with equal "
+                "weights). Lower min_weight (default 0.05) to let G-Blend "
+                "re-weight the heads."
+            )
+        )
+
+
+def check_schedule(epochs, first_estimate, warmup_epochs, super_epoch):
+    """Warns when `fit(epochs=...)` ends before the first estimate.
+
+    Args:
+        epochs: `fit`'s `epochs` (the last epoch, counted from 1).
+        first_estimate: The epoch after which the first estimate is made.
+        warmup_epochs: The callback's `warmup_epochs`.
+        super_epoch: The callback's `super_epoch`.
+
+    Example:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     check_schedule(2, 5, 2, 3)
+    >>> str(caught[0].message).split(":")[1]
+    ' fit(epochs=2) ends before the first estimate, made after epoch 5 (warmup_epochs=2, super_epoch=3)'
+    """  # noqa: E501
+    if epochs is None or epochs >= first_estimate:
+        return
+    warn(
+        GBlendWarning(
+            f"G-Blend: fit(epochs={epochs}) ends before the first estimate, made "
+            f"after epoch {first_estimate} (warmup_epochs={warmup_epochs}, "
+            f"super_epoch={super_epoch}): the blend weights stay at their "
+            "initial values for the whole run. Train for at least "
+            f"{first_estimate} epochs, or lower warmup_epochs or super_epoch."
+        )
+    )
+
+
 def estimate_messages(heads, record, previous, min_weight):
     """The warnings and the printed line of one estimate.
+
+    A head is said to have collapsed only when its estimate put it at the
+    floor (its weight newly within `COLLAPSE_TOLERANCE` of `min_weight`), with
+    the reason its numbers give: `dG <= 0` (it does not generalise), or a
+    `dG / dO^2` small next to the other heads'. At `min_weight = 1 / num_heads`
+    every weight is forced equal: nothing is said of any head (see
+    `check_min_weight`).
 
     Args:
         heads: Head names.
@@ -97,7 +178,7 @@ def estimate_messages(heads, record, previous, min_weight):
 
     Returns:
         A list of `GBlendWarning`s (no head generalised; a head newly at the
-        minimum, within `COLLAPSE_TOLERANCE`) followed by the estimate line.
+        minimum) followed by the estimate line.
 
     Example:
 
@@ -107,7 +188,7 @@ def estimate_messages(heads, record, previous, min_weight):
     >>> line
     'G-Blend epoch 4: weights a 0.950 (dG +0.2000, dO +0.1000), fused 0.050 (dG -0.1000, dO +0.3000)'
     >>> str(warned[0]).split(" for ")[1]
-    'fused (weight 0.0500, dG=-0.1, dO=+0.3). It overfits faster than it generalises (dG <= 0 or large dO).'
+    'fused (weight 0.0500, dG=-0.1, dO=+0.3): it does not generalise (dG <= 0).'
     """  # noqa: E501
     found, limit = [], min_weight + COLLAPSE_TOLERANCE
     if record.status == "fallback":
@@ -120,16 +201,16 @@ def estimate_messages(heads, record, previous, min_weight):
             )
         )
     low = [
-        f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g})"
+        f"{h} (weight {w:.4f}, dG={g:+.4g}, dO={o:+.4g}): {_why_low(g)}"
         for i, (h, w, g, o) in enumerate(zip(heads, *_columns(record)))
         if w <= limit and not (previous and previous.weights[i] <= limit)
     ]
-    if low and record.status == "ok":
+    forced = forces_equal_weights(min_weight, len(heads))
+    if low and record.status == "ok" and not forced:
         found.append(
             GBlendWarning(
                 f"G-Blend at epoch {record.epoch}: weight collapsed to the minimum "
-                f"{min_weight} for {', '.join(low)}. It overfits faster than it "
-                "generalises (dG <= 0 or large dO)."
+                f"{min_weight} for {'; '.join(low)}."
             )
         )
     parts = ", ".join(
@@ -137,6 +218,14 @@ def estimate_messages(heads, record, previous, min_weight):
         for h, w, g, o in zip(heads, *_columns(record))
     )
     return found + [f"G-Blend epoch {record.epoch}: weights {parts}"]
+
+
+def _why_low(d_g):
+    if not math.isfinite(d_g):
+        return "its dG is not finite, so it got no weight of its own"
+    if d_g <= 0:
+        return "it does not generalise (dG <= 0)"
+    return "it generalises (dG > 0), but its dG/dO^2 is small next to the other heads'"
 
 
 def _columns(record):

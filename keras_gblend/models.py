@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from keras_gblend import objective
 from keras_gblend.heads import FUSED, check_modalities, weights_vector
 from keras_gblend.output_modes import OutputModes
 
@@ -25,14 +26,19 @@ class GBlendModel(OutputModes, keras.Model):
 
     Build it with `build_gblend_model` (or functionally, with one named input per
     modality and a dict of outputs keyed by `modalities + ("fused",)`). It behaves
-    like any Keras model, with four additions:
+    like any Keras model, with five additions:
 
     * `blend_weights`: one non-trainable scalar variable per head, used as the
       per-head loss weights by `compile`; `set_blend_weights` assigns them.
     * Labels: `fit`/`evaluate` accept a single label tensor and copy it to every
       head (a dict of per-head labels is accepted too).
     * Inputs: a dict of inputs must have exactly the modality keys; a missing or
-      extra key raises instead of being fed to the wrong branch.
+      extra key, or a list or tuple of inputs, raises instead of being fed to
+      the wrong branch.
+    * Logs: besides Keras's `loss` (the blended sum, whose scale changes with
+      the weights) and `<head>_loss` (unweighted), `mean_head_loss`: the mean
+      of the heads' unweighted losses, for `EarlyStopping` and
+      `ReduceLROnPlateau` (`keras_gblend.objective`).
     * Output modes (`keras_gblend.output_modes.OutputModes`): `predict_output`
       combines the heads as `output_mode` says (`"fused"`, `"mean"` or
       `"weighted"`), also with modalities missing; `evaluate_outputs` reports
@@ -121,10 +127,17 @@ class GBlendModel(OutputModes, keras.Model):
                 weights in `head_names` order. Weights must be finite and `>= 0`.
 
         Raises:
-            ValueError: If a head is missing or unknown, or a weight is negative
-                or not finite.
+            ValueError: If a head is missing or unknown, a weight is negative
+                or not finite, or every weight is 0 (the model would train on a
+                loss of 0 and learn nothing).
         """
         values = weights_vector(weights, self.head_names, normalise=False)
+        if not values.any():
+            raise ValueError(
+                "`weights` must not all be 0: the model would train on a loss of "
+                "0 and learn nothing. Expected at least one weight > 0, one per "
+                f"head {list(self.head_names)}. Received {values.tolist()}."
+            )
         for name, value in zip(self.head_names, values):
             self._blend_weights[name].assign(float(value))
 
@@ -186,15 +199,28 @@ class GBlendModel(OutputModes, keras.Model):
         `callbacks` (see `keras_gblend.logs.prepare_callbacks`): it runs
         before the other callbacks, so they see its keys of the same epoch; the
         progress bar leaves out its per-estimate diagnostics (it prints them on
-        its own line); two of them are refused, and `T'`/`V` are compared with
-        `x` (when it is a dict of arrays) before the first epoch.
+        its own line); two of them are refused, `T'`/`V` are compared with
+        `x` (when it is a dict of arrays) and with Keras's `validation_split`
+        slice before the first epoch, and a callback monitoring the blended
+        `loss` gets a warning naming the key to monitor instead,
+        `"mean_head_loss"` (`keras_gblend.objective`).
 
         Returns:
             A `keras.callbacks.History`.
+
+        Raises:
+            ValueError: If `x` is a list or tuple: inputs must be a dict keyed
+                by modality.
         """
         from keras_gblend import logs
 
-        callbacks = logs.prepare_callbacks(callbacks, verbose=verbose, x=x)
+        self._refuse_sequence(x)
+        callbacks = logs.prepare_callbacks(
+            callbacks,
+            verbose=verbose,
+            x=x,
+            validation_split=kwargs.get("validation_split", 0.0),
+        )
         return super().fit(
             x=x,
             y=y,
@@ -259,6 +285,9 @@ class GBlendModel(OutputModes, keras.Model):
             metrics=metrics,
             **kwargs,
         )
+        if not hasattr(self, "_objective"):  # Once: compile may be called again.
+            # Logs `mean_head_loss` (see `keras_gblend.objective`).
+            self._objective = objective.ObjectiveMetrics(self, self.head_names)
         # What `get_compile_config` saves: everything but the blend-weight
         # variables (saved with the weights; not serializable on JAX/PyTorch).
         self._gblend_compile_args = dict(
@@ -294,9 +323,19 @@ class GBlendModel(OutputModes, keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def call(self, inputs, training=None, mask=None):
+        self._refuse_sequence(inputs)
         if isinstance(inputs, Mapping):
             inputs = self._select_modalities(inputs)
         return super().call(inputs, training=training, mask=mask)
+
+    def _refuse_sequence(self, inputs):
+        # Keras would feed a list by position, with only a structure warning.
+        if isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                "Inputs must be a dict keyed by modality, with exactly the keys "
+                f"{list(self.modalities)} (e.g. x={{{self.modalities[0]!r}: ...}}). "
+                f"Received a {type(inputs).__name__} of {len(inputs)} values."
+            )
 
     def _select_modalities(self, inputs):
         keys = set(inputs)

@@ -160,7 +160,7 @@ def test_resuming_from_another_models_state_is_refused(tmp_path):
     path = os.path.join(tmp_path, "state.json")
     state.save(path, state.BlendState(("x", "y", "fused"), (0.2, 0.3, 0.5)))
     model, train, heldout = synthetic_setup()
-    cb = GBlendCallback(train, heldout, state_path=path, verbose=0)
+    cb = GBlendCallback(train, heldout, state_path=path, verbose=0, **EVERY_EPOCH)
     with pytest.raises(
         ValueError, match=r"of this model's heads \['a', 'b', 'fused'\]"
     ):
@@ -221,7 +221,7 @@ def test_collapse_warns_once_including_a_hair_above_the_minimum(monkeypatch):
 
 def test_adaptive_optimizer_warns_once_and_can_be_silenced():
     model, train, heldout = synthetic_setup(optimizer=keras.optimizers.Adam(1e-3))
-    cb = GBlendCallback(train, heldout, verbose=0)
+    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
     with pytest.warns(AdaptiveOptimizerWarning, match="Adam.*SGD") as caught:
         _fit(model, train, [cb], epochs=2)
     assert len([w for w in caught if "adaptive" in str(w.message)]) == 1
@@ -256,7 +256,7 @@ def test_non_finite_measured_loss_names_v_and_the_head(monkeypatch):
 
 def test_diverged_training_stops_with_a_message():
     model, train, heldout = synthetic_setup(learning_rate=1e8)
-    cb = GBlendCallback(train, heldout, verbose=0)
+    cb = GBlendCallback(train, heldout, warmup_epochs=1, super_epoch=1, verbose=0)
     with pytest.warns(GBlendWarning, match="training loss is nan at epoch 1: stopped"):
         history = _fit(model, train, [cb], epochs=4)
     assert len(history.history["loss"]) == 1
@@ -416,3 +416,136 @@ def test_empty_heldout_set():
     empty = ({k: v[:0] for k, v in x.items()}, y[:0])
     with pytest.raises(ValueError, match="`heldout` is empty"):
         GBlendCallback(train, empty)
+
+
+class _Weights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(self.model.get_blend_weights())
+
+
+def test_early_stopping_and_reduce_lr_monitor_mean_head_loss_without_mode():
+    # Issue 20, item 1: the key of the unweighted objective, monitored with
+    # Keras's default mode="auto", while the weights change at every epoch.
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
+    stop = keras.callbacks.EarlyStopping(monitor="mean_head_loss", patience=10)
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_mean_head_loss", patience=10
+    )
+    weights = _Weights()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _fit(
+            model, train, [cb, stop, plateau, weights], 3, validation_data=heldout
+        )
+    assert not [w for w in caught if "mean_head_loss" in str(w.message)]
+    assert stop.monitor_op is keras.ops.less  # "auto" resolved to "min".
+    assert plateau.monitor_op is keras.ops.less
+    logged = history.history
+    for prefix in ("", "val_"):
+        heads = np.mean([logged[f"{prefix}{h}_loss"] for h in HEADS], axis=0)
+        np.testing.assert_allclose(logged[f"{prefix}mean_head_loss"], heads, rtol=1e-6)
+    assert stop.best == min(logged["mean_head_loss"])
+    # The weights moved, so the blended loss is no longer the uniform mean.
+    last = weights.seen[-2]  # In force during the last epoch.
+    assert max(last.values()) > 1.5 * min(last.values())
+    blended = sum(last[h] * logged[f"{h}_loss"][-1] for h in HEADS)
+    # (Keras averages per-head losses over batches unweighted: a smaller last
+    # batch makes this approximate.)
+    assert logged["loss"][-1] == pytest.approx(blended, rel=0.02)
+    assert logged["loss"][-1] != pytest.approx(logged["mean_head_loss"][-1], rel=0.05)
+
+
+def test_monitoring_the_blended_loss_warns_once_naming_the_key():
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
+    callbacks = [
+        cb,
+        keras.callbacks.EarlyStopping(monitor="loss", patience=10),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=10),
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(model, train, callbacks, 3, validation_data=heldout)
+    said = [str(w.message) for w in caught if "mean_head_loss" in str(w.message)]
+    assert len(said) == 1, said
+    assert issubclass(
+        next(w for w in caught if "mean_head_loss" in str(w.message)).category,
+        GBlendWarning,
+    )
+    assert "EarlyStopping(monitor='loss') -> monitor='mean_head_loss'" in said[0]
+    assert (
+        "ReduceLROnPlateau(monitor='val_loss') -> monitor='val_mean_head_loss'"
+        in (said[0])
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("one example", r"`heldout` \(V\) must hold at least 2 examples.*Received 1"),
+        ("one class", r"at least 2 classes.*Received \d+ examples, all of class 2\."),
+        ("one class, one-hot", r"at least 2 classes.*all of class 2\."),
+        ("one class, dataset", r"at least 2 classes.*all of class 2\."),
+    ],
+)
+def test_heldout_too_small_to_measure_fails_before_training(case, match):
+    model, train, heldout = synthetic_setup()
+    x, y = heldout
+    if case == "one example":
+        heldout = ({k: v[:1] for k, v in x.items()}, y[:1])
+    else:
+        heldout = (x, np.full_like(y, 2))
+    if "one-hot" in case:
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        heldout = (x, keras.utils.to_categorical(heldout[1], 4))
+        train = (train[0], keras.utils.to_categorical(train[1], 4))
+    if "dataset" in case:
+        heldout = _batched(heldout, 8)
+    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
+    _fails_before_training(model, train, [cb], match)
+
+
+def test_fit_that_ends_before_the_first_estimate_warns():
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(train, heldout, warmup_epochs=2, super_epoch=3, verbose=0)
+    match = (
+        r"fit\(epochs=2\) ends before the first estimate, made after epoch 5 "
+        r"\(warmup_epochs=2, super_epoch=3\): the blend weights stay"
+    )
+    with pytest.warns(GBlendWarning, match=match):
+        _fit(model, train, [cb], epochs=2)
+    assert not cb.estimates
+    # Exact mode estimates at the end of the warm-up: 2 epochs are enough.
+    exact = GBlendCallback(
+        train, heldout, mode="exact", train_data=train, warmup_epochs=2, verbose=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(model, train, [exact], epochs=2)
+    assert not [w for w in caught if "before the first estimate" in str(w.message)]
+    assert [e.epoch for e in exact.estimates] == [2]
+
+
+def test_min_weight_above_one_over_num_heads_is_refused_at_fit_saying_when():
+    # Issue 20, item 7: the constructor cannot know the number of heads.
+    _, train, heldout = synthetic_setup()
+    with pytest.raises(
+        ValueError,
+        match=r"`min_weight` must be in \[0, 1\) here, and at most 1/num_heads "
+        r"\(checked when fit starts, before any epoch\)\. Received 1\.5",
+    ):
+        GBlendCallback(train, heldout, min_weight=1.5)
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(train, heldout, min_weight=0.34, **EVERY_EPOCH)
+    _fails_before_training(
+        model,
+        train,
+        [cb],
+        r"`min_weight` must be in \[0, 1/num_heads\] = \[0, 0.3333\] for 3 heads "
+        r"\(checked when fit starts, before any epoch\)\. Received 0\.34",
+    )

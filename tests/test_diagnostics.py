@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gblend import GBlendCallback, GBlendWarning, measure, state
+from keras_gblend import GBlendCallback, GBlendWarning, measure, messages, state
 from keras_gblend import history as history_lib
 from tests.helpers import synthetic_setup
 
@@ -370,3 +370,51 @@ def test_progress_bar_stays_readable_and_estimate_lines_follow_it(capsys):
     # Each estimate line starts a line of its own, after its epoch's bar.
     line = out.index("G-Blend epoch 2")
     assert out[line - 1] == "\n" and out.index("Epoch 3/3") > line
+
+
+def test_collapse_names_the_reason_each_head_gives():
+    # Issue 20, item 7: "overfits faster than it generalises" was said of every
+    # head at the floor, even one with dG > 0. dG/dO^2 = [-, 1, 1000].
+    record = state.Estimate(
+        3,
+        "ok",
+        [0.05, 0.05, 0.9],
+        [-0.2, 0.61, 0.1],
+        [0.1, 0.78, 0.01],
+        [2.0, 1.28, 0.1],
+    )
+    (warned, line) = messages.estimate_messages(HEADS, record, None, 0.05)
+    text = str(warned)
+    assert text.startswith("G-Blend at epoch 3: weight collapsed to the minimum 0.05")
+    assert (
+        "a (weight 0.0500, dG=-0.2, dO=+0.1): it does not generalise (dG <= 0)" in text
+    )
+    assert (
+        "b (weight 0.0500, dG=+0.61, dO=+0.78): it generalises (dG > 0), but its "
+        "dG/dO^2 is small next to the other heads'" in text
+    )
+    assert "overfits faster" not in text
+    assert line.startswith("G-Blend epoch 3: weights a 0.050")
+
+
+def test_min_weight_of_one_over_num_heads_says_every_weight_is_forced_equal(
+    monkeypatch,
+):
+    # Issue 20, item 7: at min_weight = 1/K no head "collapsed": all are equal.
+    _scripted_losses(
+        monkeypatch,
+        before=([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),
+        after=([0.5, 0.6, 0.6], [1.25, 0.8, 0.7]),  # dG = [-0.25, +0.2, +0.3]
+    )
+    model, train, heldout = synthetic_setup()
+    callback = _callback(train, heldout, min_weight=1 / 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(*train, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    said = [str(w.message) for w in caught if issubclass(w.category, GBlendWarning)]
+    assert not [s for s in said if "collapsed" in s], said
+    forced = [s for s in said if "is 1/num_heads for 3 heads" in s]
+    assert len(forced) == 1, said
+    assert "every weight is forced to 0.3333" in forced[0]
+    assert "never change the weights" in forced[0]
+    assert callback.estimates[0].weights == pytest.approx([1 / 3] * 3)

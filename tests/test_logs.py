@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gblend import GBlendCallback, GBlendWarning, data, logs
+from keras_gblend import GBlendCallback, GBlendWarning, data, logs, objective
+from keras_gblend.data import arrays
 from keras_gblend.history import read_history
 from tests.helpers import synthetic_setup
 
@@ -94,10 +95,11 @@ def test_csv_logger_refuses_a_bad_separator():
 
 def test_keras_csv_logger_that_would_drop_estimate_keys_warns(tmp_path):
     model, train, heldout = synthetic_setup()
-    cb = GBlendCallback(train, heldout, verbose=0)  # First estimate after epoch 5.
+    # First estimate after epoch 2 (reference after epoch 1): not in the header.
+    cb = GBlendCallback(train, heldout, warmup_epochs=1, super_epoch=1, verbose=0)
     path = os.path.join(tmp_path, "log.csv")
     with pytest.warns(GBlendWarning, match="keras_gblend.logs.CSVLogger"):
-        _fit(model, train, [keras.callbacks.CSVLogger(path), cb])
+        _fit(model, train, [keras.callbacks.CSVLogger(path), cb], epochs=2)
     # Estimating after epoch 1 puts every key in its header: no warning.
     model, train, heldout = synthetic_setup()
     cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
@@ -140,7 +142,8 @@ def test_gblend_callback_runs_before_the_others():
 def _fails_before_training(model, train, callbacks, match):
     with pytest.warns(GBlendWarning, match=match):
         with pytest.raises(_Stop):
-            _fit(model, train, callbacks + [_StopAtFirstBatch()])
+            # Epochs enough for an estimate (else fit warns that none is made).
+            _fit(model, train, callbacks + [_StopAtFirstBatch()], epochs=5)
     assert int(model.optimizer.iterations.numpy()) == 0
 
 
@@ -151,6 +154,11 @@ class _Stop(Exception):
 class _StopAtFirstBatch(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         raise _Stop
+
+
+class _StopAtFirstEpochEnd(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
 
 
 def test_swapped_subset_and_heldout_warn_before_training():
@@ -176,5 +184,44 @@ def test_correct_split_raises_no_data_warning():
     model, train, heldout = synthetic_setup()
     cb = GBlendCallback(data.sample_subset(train, 24), heldout, verbose=0)
     with _ErrorOn(GBlendWarning):
-        _fit(model, train, [cb])
+        _fit(model, train, [cb, _StopAtFirstEpochEnd()], epochs=5)
     assert np.isfinite(model.get_blend_weights()["fused"])
+
+
+def test_validation_split_slice_overlapping_t_prime_warns_before_training():
+    # Issue 20, item 6: Keras validates on the last part of `x` and never
+    # trains on it; a T' sampled from the whole of `x` overlaps it.
+    model, train, heldout = synthetic_setup()
+    n = len(train[1])
+    split = int(np.floor(n * 0.75))  # Keras: floor(n * (1 - validation_split)).
+    subset = arrays.take(train, list(range(12)) + list(range(n - 8, n)))
+    cb = GBlendCallback(subset, heldout, verbose=0)
+    match = (
+        rf"`validation_split=0.25` holds out the last {n - split} of the {n} "
+        rf"examples of `x` .* shares 8 of its 20 examples with that slice"
+    )
+    with pytest.warns(GBlendWarning, match=match):
+        with pytest.raises(_Stop):
+            _fit(model, train, [cb, _StopAtFirstBatch()], 5, validation_split=0.25)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    # T' from the part Keras trains on: no warning.
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(arrays.take(train, range(20)), heldout, verbose=0)
+    with _ErrorOn(GBlendWarning):
+        with pytest.raises(_Stop):
+            _fit(model, train, [cb, _StopAtFirstBatch()], 5, validation_split=0.25)
+
+
+def test_monitor_warning_only_for_the_blended_loss():
+    # Issue 20, item 1: the key to monitor does not warn; `loss` does.
+    keep = [
+        keras.callbacks.EarlyStopping(monitor="mean_head_loss"),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_mean_head_loss"),
+        keras.callbacks.ModelCheckpoint("m.keras", monitor="loss"),  # Not "best".
+    ]
+    with _ErrorOn(GBlendWarning):
+        objective.check_monitors(keep)
+    with pytest.warns(GBlendWarning, match=r"ModelCheckpoint\(monitor='val_loss'\)"):
+        objective.check_monitors(
+            [keras.callbacks.ModelCheckpoint("m.keras", save_best_only=True)]
+        )

@@ -344,9 +344,58 @@ def test_compile_rejects_loss_weights_and_wrong_loss_keys():
         ([0.5, 0.5], "Expected 3 blend weights"),
         ([0.5, -0.1, 0.6], "finite and >= 0"),
         ([0.5, np.nan, 0.5], "finite and >= 0"),
+        ([0, 0, 0], r"must not all be 0.*Received \[0.0, 0.0, 0.0\]"),
     ],
 )
 def test_set_blend_weights_validates(weights, match):
     model = _model()
     with pytest.raises(ValueError, match=match):
         model.set_blend_weights(weights)
+    assert model.get_blend_weights() == pytest.approx(
+        {"m0": 1 / 3, "m1": 1 / 3, FUSED: 1 / 3}
+    )  # Unchanged.
+
+
+def test_mean_head_loss_is_the_unweighted_mean_whatever_the_weights():
+    # Issue 20, item 1: `loss` changes scale with the blend weights;
+    # `mean_head_loss` is the mean of the unweighted head losses and does not.
+    model = _model()
+    x, y = _data()
+    results = []
+    for weights in ([0.2, 0.7, 0.1], [3.0, 0.0, 0.0]):
+        model.set_blend_weights(weights)
+        results.append(model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0))
+    heads = [np.mean([r[f"{h}_loss"] for h in model.head_names]) for r in results]
+    first, second = results
+    assert first["mean_head_loss"] == pytest.approx(heads[0], rel=1e-6)
+    assert second["mean_head_loss"] == pytest.approx(first["mean_head_loss"], rel=1e-6)
+    assert second["loss"] == pytest.approx(3 * first["m0_loss"], rel=1e-5)
+    assert second["loss"] != pytest.approx(first["loss"], rel=1e-2)
+    # It is a metric of the model (so callbacks infer its direction), logged by
+    # fit with its `val_` twin.
+    history = model.fit(x, y, epochs=2, validation_data=(x, y), verbose=0)
+    for prefix in ("", "val_"):
+        expected = np.mean(
+            [history.history[f"{prefix}{h}_loss"] for h in model.head_names], axis=0
+        )
+        np.testing.assert_allclose(
+            history.history[f"{prefix}mean_head_loss"], expected, rtol=1e-6
+        )
+
+
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_list_or_tuple_inputs_are_refused_naming_the_modalities(kind):
+    model = _model()
+    x, y = _data()
+    sequence = kind([x["m0"], x["m1"]])
+    match = (
+        rf"Inputs must be a dict keyed by modality, with exactly the keys "
+        rf"\['m0', 'm1'\].*Received a {kind.__name__} of 2 values"
+    )
+    with pytest.raises(ValueError, match=match):
+        model.fit(sequence, y, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 0  # Before any step.
+    with pytest.raises(ValueError, match=match):
+        model.evaluate(sequence, y, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.predict(sequence, verbose=0)
