@@ -13,8 +13,9 @@ is a seconds-long setting for tests. Flags given explicitly override the preset.
 Writes `results.json`, `results.md` (the table), `weights.png` (blend weights
 over training) and one G-Blend state file per G-Blend run,
 `states/<method>_seed<seed>.json` (plot one with `tools/plot_blend.py`), to
-`--output_dir`, and prints the table. TensorFlow's ops are deterministic unless
-`--nodeterministic`: the same seeds print the same table.
+`--output_dir`, and prints the table, its legend and a few sentences of what it
+shows, computed from its numbers (`experiments.legends`). TensorFlow's ops are
+deterministic unless `--nodeterministic`: the same seeds print the same table.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import warnings
 import numpy as np
 from absl import app, flags
 
-from experiments import common, methods
+from experiments import common, legends, methods
 from keras_gblend import GBlendWarning, io_utils, plot
 from keras_gblend.history import BlendHistory, read_history
 
@@ -275,11 +276,15 @@ def main(argv):
     dataset = FLAGS.dataset or preset["dataset"]
     seeds = FLAGS.seeds or preset["seeds"]
     print(f"Comparing {chosen} on {dataset}, {seeds} seed(s), {config.epochs} epochs")
-    _, _, table = run_comparison(
+    summary, _, table = run_comparison(
         dataset, chosen, seeds, config, FLAGS.output_dir, FLAGS.strategy
     )
     print()
     print(table)
+    print()
+    print(legends.compare_legend(summary))
+    print()
+    print(legends.compare_conclusions(summary, seeds))
     out = FLAGS.output_dir
     print(f"\nWrote {out}/results.md, results.json, weights.png and {out}/states/")
 

@@ -181,6 +181,25 @@ def test_summary_pairs_by_fold_and_seed_and_counts_wins():
     assert "| naive | 3 |" in table and "+0.0 [" in table
 
 
+def test_the_table_ends_with_its_legend():
+    results = [
+        dict(method=m, fold=f, seed=0, lr=0.03, accuracy=a + f, ensemble_accuracy=a)
+        for m, a in (("unimodal_image", 90.0), ("naive", 88.0), ("heads_dropout", 92.0))
+        for f in range(3)
+    ]
+    table, legend = crossval.format_table(crossval.summarise(results)).split(
+        "\n\nColumns:\n"
+    )
+    assert table.splitlines()[-1].startswith("| heads_dropout | 3 | 0.03 | 93.0 |")
+    text = " ".join(legend.split())
+    for column in ("n:", "lr(s):", "output %:", "ensemble %:", "(W/T/L): runs where"):
+        assert column in text
+    assert "output - <baseline> [95% CI]: paired difference in points" in text
+    assert "<baseline>: each of unimodal_image, naive, in turn" in text
+    assert "heads_dropout: The recipe without G-Blend: every head's loss" in text
+    assert "naive: Late fusion trained on the fused head's loss only" in text
+
+
 @pytest.mark.slow
 def test_smoke_with_the_real_harness(tmp_path):
     x, y, speakers = _pool(per_speaker=16)
@@ -257,3 +276,5 @@ def test_the_demo_command_line_runs_and_writes_its_table(tmp_path):
     assert not [r for r in records if r["kind"] == "select"]
     table = (tmp_path / "cv.md").read_text()
     assert "| naive | 3 | 0.03 |" in table
+    # Printed after the table: its legend.
+    assert done.stdout.index("| naive | 3 |") < done.stdout.index("(W/T/L): runs")

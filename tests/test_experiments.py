@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import common, compare, methods
+from experiments import common, compare, legends, methods
 from keras_gblend import GBlendModel, data
 from keras_gblend.history import read_history
 from tests.conftest import REPO_ROOT
@@ -153,6 +153,55 @@ def test_table_prints_no_spread_for_one_seed():
     assert "| m | 85.0 ± 5.0 | 50.0 ± 0.0 | 90.0 80.0 |" in two
 
 
+def _summary(**accuracies):
+    return {m: {"accuracy_mean": a} for m, a in accuracies.items()}
+
+
+def test_conclusions_are_computed_from_the_numbers():
+    hurt = legends.compare_conclusions(
+        _summary(unimodal_image=90.0, unimodal_audio=40.0, naive=85.0,
+                 gblend_offline=91.5, gblend_online=88.0), seeds=1
+    )  # fmt: skip
+    text = " ".join(hurt.split())
+    assert text.startswith("Best: gblend_offline, 91.5% test accuracy.")
+    assert (
+        "Naive fusion (85.0%) is 5.0 points below the best single modality "
+        "(unimodal_image, 90.0%): fusing the modalities naively loses" in text
+    )
+    assert "gblend_offline (91.5%), is +6.5 points vs naive and +1.5 vs" in text
+    assert "One seed" in text and "in-situ weights swing" in text
+    helps = " ".join(
+        legends.compare_conclusions(
+            _summary(unimodal_a=60.0, naive=70.0, gblend_offline=69.0), seeds=5
+        ).split()
+    )
+    assert helps.startswith("Best: naive, 70.0%")
+    assert "10.0 points above the best single modality (unimodal_a, 60.0%)" in helps
+    assert "-1.0 points vs naive and +9.0 vs unimodal_a" in helps
+    assert "One seed" not in helps and "in-situ" not in helps  # 5 seeds, offline
+
+
+def test_legend_names_every_column_and_method_of_the_table():
+    summary = _summary(unimodal_a=60.0, naive=70.0, gblend_online=71.0)
+    table, legend = (
+        compare.markdown_table({m: {**s, **ROW} for m, s in summary.items()}),
+        legends.compare_legend(summary),
+    )
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")][1:]
+    for column in header:
+        assert any(column.startswith(name) for name in legends.COMPARE_COLUMNS)
+    for method, doc in (
+        ("unimodal_a", "One model per modality"),
+        ("naive", "Late fusion"),
+        ("gblend_online", "Weights"),
+    ):
+        assert f"\n  {method}: {doc}" in legend  # fmt: skip
+
+
+ROW = dict(accuracy_std=0.0, accuracy_per_seed=[1.0], ensemble_mean=None,
+           ensemble_std=None, seconds_mean=1.0)  # fmt: skip
+
+
 def test_config_overrides_name_the_valid_fields_and_types():
     assert common.parse_overrides(["epochs=4", "encoders=a:mlp"]) == {
         "epochs": 4,
@@ -216,6 +265,20 @@ def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
     # Deterministic ops: the same seed gives the same numbers, run after run.
     first, second = ([r["head_accuracy"] for r in x["rows"]] for x in results)
     assert first == second
+    # After the table: its legend, then what it shows, from its numbers.
+    out = result.stdout
+    assert out.index("| gblend_online |") < out.index("Columns:")
+    for column in legends.COMPARE_COLUMNS:
+        assert f"  {column}: " in out
+    assert "  gblend_online: Weights re-estimated during training" in out
+    summary = results[1]["summary"]
+    best = max(summary, key=lambda m: summary[m]["accuracy_mean"])
+    text = " ".join(out.split("Methods:")[1].split())
+    assert f"Best: {best}, {summary[best]['accuracy_mean']:.1f}% test accuracy." in text
+    gap = summary["gblend_online"]["accuracy_mean"] - summary["naive"]["accuracy_mean"]
+    online = summary["gblend_online"]["accuracy_mean"]
+    assert f"gblend_online ({online:.1f}%), is {gap:+.1f} points vs naive." in text
+    assert "Why in-situ weights swing between estimates" in text
 
 
 @pytest.mark.parametrize("name", ["results.json", "missing.json"])
