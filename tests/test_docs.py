@@ -83,7 +83,7 @@ model.compile(
 )
 """
 SETUP = {
-    "diagnostics.md": _SMALL_MODEL,
+    "diagnostics.md": _SMALL_MODEL + "x_val, y_val = x_test, y_test\n",
     "inference.md": _SMALL_MODEL
     + """
 audio_clips = x_test["audio"]
