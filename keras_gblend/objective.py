@@ -41,6 +41,25 @@ class MeanHeadLoss(keras.metrics.Metric):
     Args:
         model: The model whose heads' losses are averaged.
         head_names: Names of the heads (the model's output keys).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_gblend import build_gblend_model
+    >>> branches = {
+    ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...     for n in ("a", "b")
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=2)
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> model.set_blend_weights([0.0, 0.0, 3.0])
+    >>> x = {n: np.ones((4, 4), "float32") for n in ("a", "b")}
+    >>> logs = model.evaluate(x, np.zeros(4), verbose=0, return_dict=True)
+    >>> heads = [logs[f"{h}_loss"] for h in ("a", "b", "fused")]
+    >>> bool(np.isclose(logs[OBJECTIVE], np.mean(heads)))
+    True
+    >>> bool(np.isclose(logs["loss"], 3 * logs["fused_loss"]))
+    True
     """
 
     def __init__(self, model, head_names):
