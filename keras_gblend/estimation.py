@@ -139,6 +139,11 @@ class HeadCopies:
             # Not all start at zero (a loss scale, Adagrad's accumulators).
             self._initial[head] = [v.numpy() for v in sub.optimizer.variables]
             self._train[head] = _restrict(train_data, list(sub.input))
+        # Dropout's seed states are not weights (`set_weights` leaves them) and
+        # `set_random_seed` does not reach them: `run(seed=...)` sets them.
+        self._seed_states = [
+            v for v in self._twin.variables if v.name == "seed_generator_state"
+        ]
         # The sub-models share the twin's layers: measuring the twin measures them
         # all with one traced prediction function.
         self._data = [
@@ -153,7 +158,8 @@ class HeadCopies:
             model: The model whose current weights the copies start from.
             epoch: Epochs completed by `model` (recorded in the measurements).
             seed: Optional seed for `keras.utils.set_random_seed` before each
-                copy trains.
+                copy trains; the copies' dropout seed states are reset too, so
+                the same checkpoint and seed give the same result.
 
         Returns:
             `(before, after)`: `state.Measurement`s of the copies at `epoch` and
@@ -171,6 +177,10 @@ class HeadCopies:
             sub.optimizer.learning_rate = learning_rate  # Reset with the rest.
             if seed is not None:
                 keras.utils.set_random_seed(seed)
+                rng = np.random.default_rng(seed)
+                starts = rng.integers(2**30, size=len(self._seed_states))
+                for variable, start in zip(self._seed_states, starts):
+                    variable.assign(np.array([start, 0], variable.dtype))
             train = self._train[head]
             if arrays.is_dataset(train):
                 sub.fit(train, epochs=self.epochs, shuffle=False, verbose=0)
