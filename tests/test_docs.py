@@ -316,3 +316,26 @@ def test_the_state_file_holds_the_initial_weights_as_diagnostics_md_says(tmp_pat
     )
     epochs, weights = history.read_history(str(path)).series("weight", "a")
     assert (epochs[0], weights[0]) == (0, 0.5)
+
+
+@pytest.mark.filterwarnings("ignore:G-Blend at epoch")
+def test_class_weight_does_not_weight_the_measurement_as_method_md_says():
+    from keras_gblend import GBlendCallback
+    from tests.helpers import synthetic_setup
+
+    text = " ".join(_read("docs/method.md").split())
+    assert "`sample_weight` and `class_weight` do not weight the measurement" in text
+    model, train, heldout = synthetic_setup(num_train=40)
+    class_weight = {0: 20.0, 1: 1.0, 2: 1.0, 3: 1.0}
+    callback = GBlendCallback(train, heldout, warmup_epochs=0, super_epoch=1, verbose=0)
+    model.fit(
+        *train, epochs=1, class_weight=class_weight, callbacks=[callback], verbose=0
+    )
+    measured = callback.state.measurements[-1].heldout
+    probs = model.predict(heldout[0], verbose=0)
+    y = heldout[1]
+    losses = [-np.log(probs[h][np.arange(len(y)), y]) for h in model.head_names]
+    np.testing.assert_allclose(measured, [v.mean() for v in losses], rtol=1e-4)
+    weights = np.array([class_weight[c] for c in y])
+    weighted = [np.average(v, weights=weights) for v in losses]
+    assert not np.allclose(measured, weighted, rtol=1e-2)
