@@ -322,6 +322,14 @@ class GBlendModel(OutputModes, keras.Model):
         if self.built and hasattr(self, "optimizer"):
             self.optimizer.build(self.trainable_variables)
 
+    def evaluate(self, x=None, *args, **kwargs):
+        self._refuse_sequence(x)  # Before Keras turns a list into a tuple.
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._refuse_sequence(x)
+        return super().predict(x, *args, **kwargs)
+
     def call(self, inputs, training=None, mask=None):
         self._refuse_sequence(inputs)
         if isinstance(inputs, Mapping):

@@ -17,7 +17,9 @@ from keras_gblend.state import Measurement
 from tests.helpers import synthetic_setup
 
 HEADS = ("a", "b", "fused")
-EVERY_EPOCH = dict(warmup_epochs=0, super_epoch=1)
+# The paper's configuration, whose numbers these tests check in closed form
+# (the default preset's floor, scale and output choice: tests/test_defaults.py).
+EVERY_EPOCH = dict(warmup_epochs=0, super_epoch=1, preset="paper")
 
 
 def _fit(model, train, callbacks, epochs, **kwargs):
@@ -95,7 +97,9 @@ def test_measured_losses_are_inference_mode_head_losses_with_sems():
 @pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
 def test_logs_hold_no_nan_and_reach_history_and_csv_logger(tmp_path):
     model, train, heldout = synthetic_setup()
-    cb = GBlendCallback(train, heldout, warmup_epochs=1, super_epoch=2, verbose=0)
+    cb = GBlendCallback(
+        train, heldout, warmup_epochs=1, super_epoch=2, preset="paper", verbose=0
+    )
     path = os.path.join(tmp_path, "log.csv")
     history = _fit(model, train, [cb, keras.callbacks.CSVLogger(path)], epochs=3)
     logged = history.history
@@ -431,7 +435,8 @@ def test_early_stopping_and_reduce_lr_monitor_mean_head_loss_without_mode():
     # Issue 20, item 1: the key of the unweighted objective, monitored with
     # Keras's default mode="auto", while the weights change at every epoch.
     model, train, heldout = synthetic_setup()
-    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
+    # The default preset: weights summing to 3, so `loss` is on another scale.
+    cb = GBlendCallback(train, heldout, verbose=0, warmup_epochs=0, super_epoch=1)
     stop = keras.callbacks.EarlyStopping(monitor="mean_head_loss", patience=10)
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor="val_mean_head_loss", patience=10

@@ -29,7 +29,9 @@ FIELDS = {"weight": "weights", "dG": "d_g", "dO": "d_o", "ogr": "ogr"}
 
 
 def _callback(train, heldout, **kwargs):
+    """The paper's configuration (its numbers are what these tests check)."""
     kwargs.setdefault("verbose", 0)
+    kwargs.setdefault("preset", "paper")
     return GBlendCallback(train, heldout, warmup_epochs=0, super_epoch=1, **kwargs)
 
 

@@ -191,7 +191,9 @@ def test_conv_and_rnn_branches():
     audio = keras.Sequential(
         [keras.Input((5, 3)), keras.layers.GRU(4)], name="audio_encoder"
     )
-    model = build_gblend_model({"image": image, "audio": audio}, num_classes=2)
+    model = build_gblend_model(
+        {"image": image, "audio": audio}, num_classes=2, dropout=0.0
+    )
     model.compile(
         optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy"
     )
