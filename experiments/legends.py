@@ -83,8 +83,9 @@ def crossval_legend(summary, baselines):
     columns = {
         "n": "runs (speaker folds x seeds)",
         "lr(s)": "the learning rate(s) used: chosen on V per fold from the grid",
-        "output %": "test accuracy of the model's output (the fused head; a "
-        "uni-modal model's only head), mean over the runs",
+        "output %": "test accuracy of the model's output (the fused head; for "
+        "gblend_default the output mode it chose on V; a uni-modal model's only "
+        "head), mean over the runs",
         "ensemble %": "test accuracy of the mean of every head's probabilities",
         f"output - {base} [95% CI]": f"paired difference in points against {base} "
         "on the same fold and seed: mean and 95% t-interval (an interval that "

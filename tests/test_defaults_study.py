@@ -1,0 +1,53 @@
+"""`experiments.defaults_study`: the regime tables and the first block's goals."""
+
+from experiments import defaults_study
+
+
+def _results(accuracies):
+    """Result records of `crossval.run_protocol` for 3 (fold, seed) pairs."""
+    return [
+        dict(
+            fold=fold,
+            seed=0,
+            method=method,
+            lr=0.03,
+            accuracy=value + fold * 0.1 * (method == "gblend_default"),
+            ensemble_accuracy=None,
+            weights=None,
+        )
+        for method, value in accuracies.items()
+        for fold in range(3)
+    ]
+
+
+def test_goals_pair_the_first_block_with_naive_best_single_and_best_row():
+    results = _results(
+        {
+            "unimodal_a": 90.0,
+            "unimodal_b": 40.0,
+            "naive": 85.0,
+            "heads_dropout": 93.0,
+            "gblend_default": 92.0,  # 92.0, 92.1, 92.2 over the folds.
+        }
+    )
+    text = defaults_study.report("toy", results)
+    assert "### toy" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if "| " in line}
+    # Best row other than the first block: heads_dropout, 0.9 points above it.
+    assert rows["| within 0.5 of the best row (heads_dropout)"].endswith(
+        "| -0.9 | **missed** |"
+    )
+    # +7.1 over naive on every fold: the interval is above 0.
+    assert "| +7.1 [+6.9, +7.3] | met |" in rows["| above naive fusion, CI above 0"]
+    # The best single modality is unimodal_a (90.0): +2.1, met.
+    single = rows["| at most 1 below the best single modality (unimodal_a)"]
+    assert single.endswith("| met |") and "+2.1" in single
+
+
+def test_a_first_block_below_the_best_single_modality_misses_that_goal():
+    results = _results({"unimodal_a": 95.0, "naive": 85.0, "gblend_default": 93.0})
+    goals = defaults_study.goals(
+        defaults_study.cv_report.summarise(results, ("naive", "unimodal_a")),
+        "unimodal_a",
+    )
+    assert [met for _, _, met in goals] == [False, True, False]
