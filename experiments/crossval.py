@@ -309,8 +309,10 @@ HEADLINE = [
     "gblend_offline_recipe",
     "gblend_recipe",
     "heads_dropout",
+    "gblend_default",
 ]
-DEMO = ["unimodal", "naive", "gblend_offline_recipe", "heads_dropout"]
+# The first block of the README (every default) next to the baselines.
+DEMO = ["unimodal", "naive", "gblend_default", "heads_dropout"]
 PRESETS = {
     "full": dict(seeds=5, folds=3, grid=DEFAULT_GRID, methods=HEADLINE, config={}),
     # `make demo`'s slice: every fold, one seed, one learning rate for every
