@@ -225,6 +225,34 @@ def select_learning_rates(method, task, config, grid, *, ledger, fold, run_fn, s
     return {m: max(s)[2] for m, s in scores.items()}
 
 
+class NotRecorded(LookupError):
+    """A run that `run_protocol(recorded_only=True)` found missing."""
+
+
+def _not_recorded(*args):
+    raise NotRecorded()
+
+
+def _method_results(method, task, config, grid, ledger, fold, seed, run_fn):
+    """The chosen rates and the result records of one method on one fold."""
+    lrs = None  # One rate in the grid: nothing to choose, no selection.
+    if len(grid) > 1:
+        lrs = select_learning_rates(
+            method, task, config, grid, ledger=ledger, fold=fold, run_fn=run_fn
+        )
+    now = []
+    for lr in sorted(set(lrs.values())) if lrs else grid:
+        cfg = dataclasses.replace(config, learning_rate=lr)
+        key = ("test", fold, method, lr, seed)
+        rows = ledger.run(key, run_fn, method, task, cfg, seed)
+        now += [
+            _result(fold, seed, lr, r)
+            for r in rows
+            if lrs is None or lrs[r["method"]] == lr
+        ]
+    return lrs, now
+
+
 def run_protocol(
     methods,
     pool,
@@ -238,6 +266,7 @@ def run_protocol(
     log=print,
     name="av_digits",
     standardise=("audio",),
+    recorded_only=False,
 ):
     """Runs the cross-validated comparison; returns the test records.
 
@@ -252,12 +281,16 @@ def run_protocol(
         log: Progress printer.
         name, standardise: The data set's name and the modalities
             re-standardised per fold (see `fold_task`).
+        recorded_only: Read `output` only: a method whose runs on a fold are
+            not all recorded yet is left out of that fold (a report of a
+            comparison still running), nothing is trained.
 
     Returns:
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
         weights` (accuracies in %), one per result row.
     """
     run_fn = run_fn or importlib.import_module("experiments.methods").run_method
+    run_fn = _not_recorded if recorded_only else run_fn
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
     if name != "av_digits":  # Files written before `--dataset` keep their header.
         header["dataset"] = name
@@ -269,27 +302,12 @@ def run_protocol(
     for seed in range(seeds):  # seed-major: a partial run covers every fold
         for fold, task in enumerate(tasks):
             for method in methods:
-                lrs = None  # One rate in the grid: nothing to choose, no selection.
-                if len(grid) > 1:
-                    lrs = select_learning_rates(
-                        method,
-                        task,
-                        config,
-                        grid,
-                        ledger=ledger,
-                        fold=fold,
-                        run_fn=run_fn,
+                try:
+                    lrs, now = _method_results(
+                        method, task, config, grid, ledger, fold, seed, run_fn
                     )
-                now = []
-                for lr in sorted(set(lrs.values())) if lrs else grid:
-                    cfg = dataclasses.replace(config, learning_rate=lr)
-                    key = ("test", fold, method, lr, seed)
-                    rows = ledger.run(key, run_fn, method, task, cfg, seed)
-                    now += [
-                        _result(fold, seed, lr, r)
-                        for r in rows
-                        if lrs is None or lrs[r["method"]] == lr
-                    ]
+                except NotRecorded:  # `recorded_only`: this one has not run yet.
+                    continue
                 results += now
                 done += 1
                 log(

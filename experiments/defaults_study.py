@@ -4,6 +4,7 @@ Usage (RESULTS.md's "What the defaults give"; resumable, one JSONL file per regi
 
     python -m experiments.defaults_study --seeds=2 --output_dir=runs/defaults
     python -m experiments.defaults_study --preset=smoke --output_dir=/tmp/smoke
+    python -m experiments.defaults_study --recorded_only  # tables of what has run
 
 Regimes (`crossval.POOLS`): `av_digits` (mild imbalance: audio memorises the
 training speakers), `mfeat` (UCI Multiple Features, K = 6 views: naive fusion
@@ -58,13 +59,21 @@ def _ci(vs):
     return f"{vs['mean']:+.1f} [{vs['low']:+.1f}, {vs['high']:+.1f}]"
 
 
+def best_other(summary):
+    """The row other than the first block with the best mean accuracy."""
+    others = [m for m in summary if m != FIRST_BLOCK]
+    return max(others, key=lambda m: summary[m]["mean"])
+
+
 def goals(summary, single):
-    """Issue 16's goals for the first block, as `(goal, measured, met)` rows."""
-    first = summary[FIRST_BLOCK]
-    best = max(
-        (m for m in summary if m != FIRST_BLOCK), key=lambda m: summary[m]["mean"]
-    )
-    gap = first["mean"] - summary[best]["mean"]
+    """Issue 16's goals for the first block, as `(goal, measured, met)` rows.
+
+    `summary` pairs every row with naive fusion, `single` and the best other
+    row (`cv_report.summarise(results, ("naive", single, best_other))`), so
+    every difference is paired over the (fold, seed) pairs both rows ran.
+    """
+    first, best = summary[FIRST_BLOCK], best_other(summary)
+    gap = first["vs"][best]["mean"]
     naive, vs_single = first["vs"]["naive"], first["vs"][single]
     return [
         (f"within 0.5 of the best row ({best})", f"{gap:+.1f}", gap >= -0.5),
@@ -84,10 +93,11 @@ def goals(summary, single):
 def report(name, results):
     """The markdown section of one regime: the table and the goals."""
     summary = cv_report.summarise(results, ())
-    single = best_single(summary)
+    single, best = best_single(summary), best_other(summary)
     baselines = ("naive", single)
-    summary = cv_report.summarise(results, baselines)
-    lines = [f"### {name}", "", cv_report.format_table(summary, baselines), ""]
+    table = cv_report.format_table(cv_report.summarise(results, baselines), baselines)
+    summary = cv_report.summarise(results, tuple(dict.fromkeys((*baselines, best))))
+    lines = [f"### {name}", "", table, ""]
     lines += ["| goal for the first block | measured | met? |", "|---|---|---|"]
     lines += [
         f"| {g} | {m} | {'met' if ok else '**missed**'} |"
@@ -102,6 +112,9 @@ def _define_flags():
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
     flags.DEFINE_integer("folds", 3, "Folds of whole groups.")
     flags.DEFINE_string("output_dir", "runs/defaults", "One JSONL file per regime.")
+    flags.DEFINE_bool(
+        "recorded_only", False, "Report what the files hold; train nothing."
+    )
 
 
 def main(argv):
@@ -121,6 +134,8 @@ def main(argv):
             output=os.path.join(FLAGS.output_dir, f"{name}.jsonl"),
             name=name,
             standardise=standardise,
+            recorded_only=FLAGS.recorded_only,
+            log=lambda line: None if FLAGS.recorded_only else print(line),
         )
         sections.append(report(name, results))
     text = "\n".join(sections)

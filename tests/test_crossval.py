@@ -153,6 +153,25 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
         )  # fmt: skip
 
 
+def test_recorded_only_reports_what_ran_and_trains_nothing(tmp_path):
+    path = str(tmp_path / "results.jsonl")
+    kwargs = dict(folds=3, seeds=1, grid=GRID, log=lambda _: None, output=path)
+    config = common.Config()
+    with pytest.raises(KeyboardInterrupt):  # Killed during fold 1's naive runs.
+        crossval.run_protocol(
+            ["naive"], _pool(), config, run_fn=_fake_run([], fail_after=7), **kwargs
+        )
+    partial = crossval.run_protocol(
+        ["naive", "unimodal"], _pool(), config, recorded_only=True, **kwargs
+    )
+    # Fold 0 ran whole (3 selection runs + 1 test run); fold 1 is incomplete.
+    assert [(r["fold"], r["method"]) for r in partial] == [(0, "naive")]
+    full = crossval.run_protocol(
+        ["naive"], _pool(), config, run_fn=_fake_run([]), **kwargs
+    )
+    assert full[0] == partial[0]
+
+
 def test_paired_ci_is_the_t_interval():
     mean, low, high = crossval.paired_ci([1.0, 2.0, 3.0, 6.0])
     sd = np.std([1, 2, 3, 6], ddof=1)

@@ -49,5 +49,5 @@ def test_a_first_block_below_the_best_single_modality_misses_that_goal():
     goals = defaults_study.goals(
         defaults_study.cv_report.summarise(results, ("naive", "unimodal_a")),
         "unimodal_a",
-    )
+    )  # The best other row is unimodal_a itself.
     assert [met for _, _, met in goals] == [False, True, False]
