@@ -144,7 +144,7 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
         if "estimate_offline(" in b and "select_learning_rate(" not in b
     )
     (inference,) = (b for b in _blocks("python") if "evaluate_outputs(" in b)
-    (export,) = (b for b in _blocks("python") if "export_saved_model(" in b)
+    (export,) = (b for b in _blocks("python") if "served.signatures" in b)
     namespace = dict(own_data)
     _run_block(
         offline.replace("epochs=10", "epochs=1").replace("epochs=30", "epochs=1"),

@@ -61,7 +61,8 @@ with strategy.scope():
         )
         for m, x in train[0].items()
     }
-    model = build_gblend_model(branches, num_classes=synthetic.num_classes)
+    # No dropout: its masks differ between one process and two workers.
+    model = build_gblend_model(branches, num_classes=synthetic.num_classes, dropout=0.0)
     model.compile(
         optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
         loss="sparse_categorical_crossentropy",
