@@ -371,9 +371,7 @@ def _per_unit(measurement, rate):
 
 ESTIMATORS = {
     "paper": paper,
-    # The package's default (GBlendCallback's preset "default"): the paper's
-    # estimate with the fused head's share floored at 1 / num_heads.
-    "fused_floor": fused_floor(paper),
+    "fused_floor": fused_floor(paper),  # GBlendCallback's preset "default"
     "uncertain": uncertain,
     "windowed": windowed,
     "robust": robust,

@@ -160,9 +160,10 @@ def test_reload_in_fresh_process_matches_keras_for_every_signature(exported):
     )
 
 
-def _cli(*args):
+def _run(*command):
+    """Runs `command` in a subprocess; its stdout (it must exit 0)."""
     completed = subprocess.run(
-        [SAVED_MODEL_CLI, *map(str, args)],
+        [str(part) for part in command],
         capture_output=True,
         text=True,
         timeout=120,
@@ -171,6 +172,10 @@ def _cli(*args):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
+
+
+def _cli(*args):
+    return _run(SAVED_MODEL_CLI, *args)
 
 
 def test_saved_model_cli_show(exported):
@@ -302,16 +307,8 @@ def test_a_keras_file_loads_in_a_fresh_process_after_import_keras_gblend(tmp_pat
     model = _trained_model()
     path = tmp_path / "model.keras"
     model.save(path)
-    completed = subprocess.run(
-        [runner.sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=runner.subprocess_env(),
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    lines = completed.stdout.splitlines()
+    stdout = _run(runner.sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, path)
+    lines = stdout.splitlines()
     # Keras alone cannot find the class; after `import keras_gblend` it loads.
     assert lines[0] == "without the import: Could not locate class 'GBlendModel'."
     name, weights = lines[1].split(": ", 1)[1].split(" ", 1)
