@@ -428,23 +428,7 @@ def _check_run(callback):
     elif not arrays.is_dataset(callback.heldout):
         labels = callback.heldout[1]
     if labels is not None:
-        labels = np.asarray(labels)
-        one_hot = labels.ndim == 2 and labels.shape[1] > 1
-        classes = labels.argmax(-1) if one_hot else labels.reshape(-1)
-        found = np.unique(classes)
-        if len(classes) < 2:
-            raise ValueError(
-                "`heldout` (V) must hold at least 2 examples: dG is a change of "
-                "its mean loss (the paper holds out 8-13% of the training data). "
-                "Received 1 example."
-            )
-        if len(found) < 2:
-            raise ValueError(
-                "`heldout` (V) must hold examples of at least 2 classes: a loss "
-                "on one class does not measure how a head generalises "
-                "(keras_gblend.data.holdout_split stratifies). Received "
-                f"{len(classes)} examples, all of class {found[0]}."
-            )
+        arrays.check_heldout_labels(labels)
     first = next(e for e in itertools.count(1) if callback.estimates_at(e))
     epochs = (callback.params or {}).get("epochs")
     warmup, super_epoch = callback.warmup_epochs, callback.super_epoch

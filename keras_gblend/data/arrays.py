@@ -283,3 +283,38 @@ def to_pair(data):
         ys.append(y)
     x = {m: np.concatenate([part[m] for part in xs]) for m in xs[0]}
     return x, np.concatenate(ys)
+
+
+def check_heldout_labels(labels):
+    """Checks that `V`'s labels can measure generalisation: at least 2 examples
+    of at least 2 classes (class indices or one-hot).
+
+    Raises:
+        ValueError: Naming `heldout` (V), what it needs and what it holds.
+
+    Example:
+
+    >>> check_heldout_labels(np.array([0, 1, 1]))
+    >>> try:
+    ...     check_heldout_labels(np.array([2, 2]))
+    ... except ValueError as error:
+    ...     print(str(error).split("stratifies). ")[-1])
+    Received 2 examples, all of class 2.
+    """
+    labels = np.asarray(labels)
+    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    classes = labels.argmax(-1) if one_hot else labels.reshape(-1)
+    found = np.unique(classes)
+    if len(classes) < 2:
+        raise ValueError(
+            "`heldout` (V) must hold at least 2 examples: dG is a change of "
+            "its mean loss (the paper holds out 8-13% of the training data). "
+            "Received 1 example."
+        )
+    if len(found) < 2:
+        raise ValueError(
+            "`heldout` (V) must hold examples of at least 2 classes: a loss "
+            "on one class does not measure how a head generalises "
+            "(keras_gblend.data.holdout_split stratifies). Received "
+            f"{len(classes)} examples, all of class {found[0]}."
+        )
