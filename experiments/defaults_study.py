@@ -39,6 +39,7 @@ ROWS = [
     "heads_dropout",
     "gblend_offline_recipe",
     "gblend_online",
+    "gblend_default_num_heads",
     "gblend_default",
 ]
 FIRST_BLOCK = "gblend_default"

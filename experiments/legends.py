@@ -23,7 +23,13 @@ COMPARE_COLUMNS = {
     "(G-Blend methods; they sum to 1)",
     "s / run": "seconds of one run, estimation included",
 }
-IN_SITU = ("gblend_online", "gblend_dropout", "gblend_recipe", "gblend_default")
+IN_SITU = (
+    "gblend_online",
+    "gblend_dropout",
+    "gblend_recipe",
+    "gblend_default",
+    "gblend_default_num_heads",
+)
 IN_SITU_NOTE = (
     "Why in-situ weights swing between estimates: each estimate is made anew from "
     "one window of noisy T'/V losses, and a head given a small weight then learns "

@@ -270,9 +270,23 @@ def gblend_default(ctx):
     `GBlendCallback` with nothing but `T'` and `V` (preset "default": fused
     floor, weights x num_heads, output mode chosen on `V`); scored on the
     model's output."""
+    return _first_block(ctx)
+
+
+def gblend_default_num_heads(ctx):
+    """The first block as the previous release shipped it: the weights scaled
+    to sum to the number of heads (now `"max_one"`, CHANGELOG.md)."""
+    return _first_block(ctx, weight_scale="num_heads")
+
+
+def _first_block(ctx, **kwargs):
     model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
     callback = GBlendCallback(
-        ctx.subset, ctx.heldout, verbose=ctx.verbose, state_path=ctx.fresh_state_path()
+        ctx.subset,
+        ctx.heldout,
+        verbose=ctx.verbose,
+        state_path=ctx.fresh_state_path(),
+        **kwargs,
     )
     _fit(ctx, model, [callback])
     return Outcome(model, output=OUTPUT, state_path=callback.state_path)
@@ -311,6 +325,7 @@ METHODS = {
     "gblend_dropout": gblend_dropout,
     "gblend_recipe": gblend_recipe,
     "gblend_default": gblend_default,
+    "gblend_default_num_heads": gblend_default_num_heads,
     "heads_dropout": heads_dropout,
     "gblend_offline_recipe": gblend_offline_recipe,
     "ogm_ge": ogm_ge,

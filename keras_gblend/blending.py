@@ -275,3 +275,44 @@ def blend_from_losses(
     return blend_weights(
         *deltas(train_before, heldout_before, train_after, heldout_after), **kwargs
     )
+
+
+# How the weights G-Blend estimates (they sum to 1) become the loss weights a
+# model trains with. With SGD a loss weight is a learning-rate factor per head.
+WEIGHT_SCALES = ("max_one", "num_heads", "sum_to_one")
+
+
+def scale_weights(weights, how):
+    """The loss weights a model trains with, from blend weights summing to 1.
+
+    Args:
+        weights: Blend weights, one per head, non-negative, not all 0.
+        how: `"max_one"`: divided by the largest, so the most-weighted head
+            trains at the optimizer's learning rate and G-Blend only slows the
+            others down (no head ever steps faster than the rate chosen for
+            it); `"num_heads"`: multiplied by the number of heads (they sum to
+            K+1, as every head at weight 1 does); `"sum_to_one"`: as they are
+            (the paper).
+
+    Returns:
+        A float64 numpy vector with the blend weights' ratios.
+
+    Example:
+
+    >>> scale_weights([0.6, 0.1, 0.3], "max_one").round(3)
+    array([1.   , 0.167, 0.5  ])
+    >>> scale_weights([0.6, 0.1, 0.3], "num_heads").round(3)
+    array([1.8, 0.3, 0.9])
+    """
+    if how not in WEIGHT_SCALES:
+        raise ValueError(
+            f"`weight_scale` must be one of {list(WEIGHT_SCALES)}. Received {how!r}."
+        )
+    weights = _as_vector("weights", weights)
+    if not (np.all(np.isfinite(weights)) and np.all(weights >= 0) and weights.max() > 0):
+        raise ValueError(
+            f"`weights` must be finite, >= 0 and not all 0. Received {weights}."
+        )
+    if how == "max_one":
+        return weights / weights.max()
+    return weights / weights.sum() * (len(weights) if how == "num_heads" else 1)

@@ -16,13 +16,12 @@ from keras_gblend.messages import AdaptiveOptimizerWarning, GBlendWarning
 __all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
 MODES = ("in_situ", "exact")
-WEIGHT_SCALES = ("sum_to_one", "num_heads")
 OUTPUTS = ("auto", "keep")
 # Settings of `preset`; an argument given explicitly wins. "default": what
 # measured best across regimes (RESULTS.md, "What the defaults give"); "paper":
 # the paper's configuration (weights summing to 1, no fused floor, fused output).
 PRESETS = {
-    "default": dict(estimator="fused_floor", weight_scale="num_heads", output="auto"),
+    "default": dict(estimator="fused_floor", weight_scale="max_one", output="auto"),
     "paper": dict(estimator="paper", weight_scale="sum_to_one", output="keep"),
 }
 
@@ -76,10 +75,12 @@ class GBlendCallback(keras.callbacks.Callback):
         estimator: A name in `keras_gblend.estimators.ESTIMATORS` or an
             estimator callable; None: the preset's (`"fused_floor"` or
             `"paper"`: the last two measurements).
-        weight_scale: `"sum_to_one"` (the paper) or `"num_heads"`: the weights
-            assigned to the model are multiplied by the number of heads, so the
-            total gradient is comparable to naive training with SGD (logged and
-            recorded weights still sum to 1); None: the preset's.
+        weight_scale: How the blend weights (they sum to 1, as logged and
+            recorded) become the model's loss weights
+            (`blending.scale_weights`): `"max_one"` (the largest is 1, so no
+            head trains faster than the learning rate), `"num_heads"` (they sum
+            to the number of heads) or `"sum_to_one"` (the paper); None: the
+            preset's.
         output: `"auto"`: when training ends, set the model's output mode
             (`predict_output`, the SavedModel's `serving_default`) to the one
             with the best accuracy on `V` (`GBlendModel.select_output_mode`:
@@ -181,8 +182,8 @@ class GBlendCallback(keras.callbacks.Callback):
         _check(
             "weight_scale",
             weight_scale,
-            weight_scale in WEIGHT_SCALES,
-            f"one of {list(WEIGHT_SCALES)}",
+            weight_scale in blending.WEIGHT_SCALES,
+            f"one of {list(blending.WEIGHT_SCALES)}",
         )
         for name, value, low in (
             ("warmup_epochs", warmup_epochs, 0),
@@ -294,9 +295,9 @@ class GBlendCallback(keras.callbacks.Callback):
             self.state = self.state.truncate(epoch)
             return
         weights = np.array(list(self.model.get_blend_weights().values()))
-        if self.weight_scale == "num_heads":
-            weights = weights / weights.sum()
-            self.model.set_blend_weights(weights * len(weights))
+        weights = weights / weights.sum()
+        if self.weight_scale != "sum_to_one":
+            self.model.set_blend_weights(blending.scale_weights(weights, self.weight_scale))
         self.state = state.BlendState(
             self.model.head_names, weights, settings=self.settings
         )
@@ -380,8 +381,9 @@ class GBlendCallback(keras.callbacks.Callback):
         weights = previous  # No head generalised: the weights stay as they were.
         if estimate.status == "ok":
             weights = estimate.weights + self.smoothing * (previous - estimate.weights)
-            scale = len(weights) if self.weight_scale == "num_heads" else 1
-            self.model.set_blend_weights(weights * scale)
+            self.model.set_blend_weights(
+                blending.scale_weights(weights, self.weight_scale)
+            )
         before = self.state.estimates[-1] if self.state.estimates else None
         record = state.Estimate(
             epoch, estimate.status, weights, estimate.d_g, estimate.d_o, estimate.ogr

@@ -404,7 +404,7 @@ def test_estimator_callable_receives_every_measurement():
         (dict(mode="fast"), "`mode` must be one of"),
         (dict(mode="exact"), "`train_data` must be given with mode='exact'"),
         (dict(min_weight=2.0), "`min_weight` must be in"),
-        (dict(weight_scale="max"), r"`weight_scale` must be one of \['sum_to_one'"),
+        (dict(weight_scale="max"), r"`weight_scale` must be one of \['max_one'"),
         (dict(estimator="robust?"), r"`estimator` must be a callable or one of"),
     ],
 )

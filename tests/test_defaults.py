@@ -41,7 +41,7 @@ def _pairs():
 @pytest.mark.parametrize(
     "preset, estimator, scale, output",
     [
-        ("default", "fused_floor", "num_heads", "auto"),
+        ("default", "fused_floor", "max_one", "auto"),
         ("paper", "paper", "sum_to_one", "keep"),
     ],
 )
@@ -66,15 +66,31 @@ def test_unknown_preset_or_output_is_refused_naming_the_argument():
         GBlendCallback(pair, other, output="fused")
 
 
-def test_default_callback_floors_the_fused_head_and_scales_to_num_heads(tmp_path):
+def test_default_callback_floors_the_fused_head_and_scales_the_largest_to_one(tmp_path):
     model, train, heldout = synthetic_setup()
     cb = GBlendCallback(train, heldout, warmup_epochs=0, super_epoch=1, verbose=0)
     model.fit(*train, epochs=4, batch_size=16, callbacks=[cb], verbose=0)
     assert [e.status for e in cb.state.estimates] == ["ok"] * 4
     for estimate in cb.state.estimates:
         assert estimate.weights[-1] >= 1 / 3 - 1e-9  # The fused head's share.
+    # The most-weighted head trains at the learning rate; the ratios are the blend's.
     assigned = np.array(list(model.get_blend_weights().values()))
-    np.testing.assert_allclose(assigned, 3 * np.array(cb.state.current_weights))
+    blend = np.array(cb.state.current_weights)
+    np.testing.assert_allclose(assigned, blend / blend.max())
+    assert assigned.max() == pytest.approx(1.0) and assigned.min() < 1.0
+
+
+def test_scale_weights_keeps_ratios_and_refuses_unknown_names():
+    from keras_gblend.blending import scale_weights
+
+    blend = np.array([0.9, 0.05, 0.05])  # One estimate that leans on one head.
+    np.testing.assert_allclose(scale_weights(blend, "max_one"), [1.0, 1 / 18, 1 / 18])
+    np.testing.assert_allclose(scale_weights(blend, "num_heads"), [2.7, 0.15, 0.15])
+    np.testing.assert_allclose(scale_weights(blend * 2, "sum_to_one"), blend)
+    with pytest.raises(ValueError, match=r"`weight_scale` must be one of .*'max'"):
+        scale_weights(blend, "max")
+    with pytest.raises(ValueError, match=r"`weights` must be finite"):
+        scale_weights([0.0, 0.0], "max_one")
 
 
 def test_default_callback_chooses_the_output_mode_on_v_and_records_it(tmp_path, capsys):
@@ -93,7 +109,7 @@ def test_default_callback_chooses_the_output_mode_on_v_and_records_it(tmp_path, 
     assert saved["settings"] == dict(
         preset="default",
         estimator="fused_floor",
-        weight_scale="num_heads",
+        weight_scale="max_one",
         output="auto",
     )
     assert f"G-Blend: output mode: {expected.mode} (accuracy on V:" in (

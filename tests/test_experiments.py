@@ -61,7 +61,8 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
         return
     (row,) = rows
     # The first block's row is scored on the output mode it chose on V.
-    output = methods.OUTPUT if method == "gblend_default" else "fused"
+    first_block = method in ("gblend_default", "gblend_default_num_heads")
+    output = methods.OUTPUT if first_block else "fused"
     assert row["method"] == method and row["accuracy"] == row["head_accuracy"][output]
     if method in EXPECTED_WEIGHTS:
         assert row["weights"] == pytest.approx(EXPECTED_WEIGHTS[method])
@@ -71,12 +72,18 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
         "gblend_dropout",
         "gblend_recipe",
         "gblend_default",
+        "gblend_default_num_heads",
     ):
-        # The state file the plot command reads ends with the model's weights
-        # (the recipe assigns them scaled to sum to the number of heads, 3).
+        # The state file the plot command reads ends with the blend weights
+        # (summing to 1); the model trained with them scaled: to sum to the
+        # number of heads, 3 (the recipe), or the largest to 1 (the default).
         history = read_history(row["state_path"])
         final = {h: history.series("weight", h)[1][-1] for h in history.head_names}
-        scale = 3.0 if method in ("gblend_recipe", "gblend_default") else 1.0
+        scale = {
+            "gblend_recipe": 3.0,
+            "gblend_default_num_heads": 3.0,
+            "gblend_default": 1.0 / max(final.values()),
+        }.get(method, 1.0)
         assert {h: scale * w for h, w in final.items()} == pytest.approx(row["weights"])
     else:
         assert row["state_path"] is None and not os.path.exists(state_path)
