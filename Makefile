@@ -16,14 +16,14 @@ PARALLEL ?= --numprocesses=auto --maxprocesses=4
 TORCH ?= torch==2.13.0
 # Tests and doctests that run on every backend (the core's modules and the
 # backend-neutral data modules).
-BACKEND_TESTS := tests/backends keras_gblend/blending.py keras_gblend/models.py \
-	keras_gblend/builder.py keras_gblend/heads.py \
-	keras_gblend/callbacks.py keras_gblend/estimation.py keras_gblend/measure.py \
-	keras_gblend/history.py keras_gblend/encoders.py keras_gblend/fusion.py \
+BACKEND_TESTS := tests/backends keras_gblend/blend/formula.py keras_gblend/model/gblend_model.py \
+	keras_gblend/model/builder.py keras_gblend/model/heads.py \
+	keras_gblend/training/callback.py keras_gblend/blend/head_copies.py keras_gblend/blend/measure.py \
+	keras_gblend/report/history.py keras_gblend/model/encoders.py keras_gblend/model/fusion.py \
 	keras_gblend/data/arrays.py keras_gblend/data/splits.py keras_gblend/data/synthetic.py \
-	keras_gblend/inference.py keras_gblend/output_modes.py keras_gblend/state.py \
-	keras_gblend/estimators.py tests/test_inference.py tests/test_state.py \
-	tests/test_blending.py
+	keras_gblend/model/prediction.py keras_gblend/model/output_modes.py keras_gblend/blend/state.py \
+	keras_gblend/blend/estimators.py tests/model/test_prediction.py tests/blend/test_state.py \
+	tests/blend/test_formula.py
 
 .PHONY: demo test test-all test-backends test-jax test-torch lint format clean
 

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from keras_gblend import build_gblend_model, data, encoders
+from keras_gblend import build_gblend_model, data
+from keras_gblend.model import encoders
 
 DATASETS = ("synthetic", "av_digits", "mfeat")
 
@@ -285,7 +286,7 @@ def strategy_scope(strategy):
     """The scope of the named `tf.distribute` strategy (`"default"`: none)."""
     if strategy == "default":
         return contextlib.nullcontext()
-    from keras_gblend import distribute
+    from keras_gblend.tf import distribute
 
     return distribute.get_strategy(strategy).scope()
 

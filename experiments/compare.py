@@ -32,8 +32,10 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common, legends, methods
-from keras_gblend import GBlendWarning, io_utils, plot
-from keras_gblend.history import BlendHistory, read_history
+from keras_gblend import GBlendWarning
+from keras_gblend.common import io_utils
+from keras_gblend.report import plot
+from keras_gblend.report.history import BlendHistory, read_history
 
 DEMO_METHODS = [
     "unimodal",

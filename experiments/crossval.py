@@ -11,7 +11,7 @@ speaker once) and trains on the others, with `V` = whole training speakers. Each
 method's learning rate is chosen per fold on `V` only, from one grid shared by all
 methods: a selection run gets a `Task` whose test split IS `V`
 (`selection_task`), so the fold's test speakers are never an argument of
-selection (`tests/test_crossval.py` proves it with a test split that raises when
+selection (`tests/experiments/test_crossval.py` proves it with a test split that raises when
 read). Then each method trains with its rate, once per seed, and is scored on the
 fold's test speakers (output head and heads' ensemble). The report gives per
 method the mean, paired differences against image-only and naive fusion with 95%

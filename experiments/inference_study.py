@@ -25,9 +25,9 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common, methods
-from keras_gblend import io_utils
-from keras_gblend.inference import MODES, accuracy
-from keras_gblend.models import FUSED
+from keras_gblend.common import io_utils
+from keras_gblend.model.gblend_model import FUSED
+from keras_gblend.model.prediction import MODES, accuracy
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of split, initialisation, order.")

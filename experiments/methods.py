@@ -27,8 +27,10 @@ import keras
 import numpy as np
 
 from experiments import common
-from keras_gblend import FUSED, GBlendCallback, GBlendModel, estimators, inference
-from keras_gblend.estimation import estimate_offline
+from keras_gblend import FUSED, GBlendCallback, GBlendModel
+from keras_gblend.blend import estimators
+from keras_gblend.blend.head_copies import estimate_offline
+from keras_gblend.model import prediction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,8 +303,8 @@ def heads_dropout(ctx):
 
 def ogm_ge(ctx):
     """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
-    modulation and Gaussian noise (`keras_gblend.ogm`)."""
-    from keras_gblend.ogm import OGMGEModel, OGMSchedule
+    modulation and Gaussian noise (`keras_gblend.baselines.ogm`)."""
+    from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule
 
     branches = common.make_branches(ctx.task, ctx.config)
     model = OGMGEModel(
@@ -361,7 +363,7 @@ def evaluate(outcome, ctx):
         probs = {outcome.output: probs}
     accs = {h: float(np.mean(np.argmax(p, -1) == y)) for h, p in probs.items()}
     if outcome.output == OUTPUT:
-        accs[OUTPUT] = inference.accuracy(
+        accs[OUTPUT] = prediction.accuracy(
             model.predict_output(x, batch_size=ctx.config.batch_size), y
         )
     fields = dict(

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common, methods
-from keras_gblend import io_utils
+from keras_gblend.common import io_utils
 
 GRID = {
     "super_epoch": [1, 3, 5, 10],

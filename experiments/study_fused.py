@@ -15,7 +15,7 @@ recipe. Variants isolate three suspected causes:
   decay), multiplying every loss weight by c is exactly multiplying the learning
   rate by c, so `scale` is implemented as the learning rate times `scale`;
 * fused-head under-training: a floor on the fused head's share of the weights
-  (`keras_gblend.estimators.fused_floor`);
+  (`keras_gblend.blend.estimators.fused_floor`);
 * memorised audio features reaching the fused head: a fused head that does not
   back-propagate into the branches (`stop_fused`), and the fused head's accuracy
   on `V` when the audio inputs are shuffled across examples (how much it leans on
@@ -37,8 +37,9 @@ import numpy as np
 from absl import app, flags
 
 from experiments import common, crossval, methods
-from keras_gblend import GBlendCallback, build_gblend_model, estimators
-from keras_gblend.models import FUSED
+from keras_gblend import GBlendCallback, build_gblend_model
+from keras_gblend.blend import estimators
+from keras_gblend.model.gblend_model import FUSED
 
 # name -> spec: gblend (in-situ callback on), scale (loss-weight scale, applied
 # as a learning-rate factor), weights (fixed weights when gblend is off),
@@ -64,7 +65,7 @@ VARIANTS = {
     "uniform_heads_dropout": dict(weights="uniform", scale="heads", dropout=True),
 }
 RECIPE = VARIANTS["gblend_recipe"]
-# The recipe with each estimator of `keras_gblend.estimators` ("recipe_paper" is
+# The recipe with each estimator of `keras_gblend.blend.estimators` ("recipe_paper" is
 # `gblend_recipe` run through the estimator API).
 VARIANTS.update(
     {

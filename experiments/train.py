@@ -22,7 +22,7 @@ import os
 from absl import flags
 
 from experiments import common, methods
-from keras_gblend import io_utils
+from keras_gblend.common import io_utils
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "gblend_online", list(methods.METHODS), "Method.")

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_gblend import build_gblend_model, data, encoders
+from keras_gblend import build_gblend_model, data
+from keras_gblend.model import encoders
 
 
 def synthetic_setup(num_train=96, seed=0, learning_rate=0.05, optimizer=None):

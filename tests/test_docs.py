@@ -64,7 +64,7 @@ _SMALL_MODEL = """
 import keras
 import numpy as np
 from keras_gblend import GBlendCallback, build_gblend_model, data
-from keras_gblend.encoders import mlp_encoder
+from keras_gblend.model.encoders import mlp_encoder
 
 _ds = data.make_synthetic(num_train=160, num_test=40, dim_b=16)
 _rename = lambda pair: ({"image": pair[0]["a"], "audio": pair[0]["b"]}, pair[1])
@@ -267,20 +267,20 @@ def test_every_test_id_exists(source):
 
 def test_the_checks_find_what_they_look_for():
     text = (
-        "`keras_gblend.distribute.apply_fixes()` and `estimation.HeadCopies`, "
-        "`GBlendModel.head_model`, `model.fit`; see tests/test_estimation.py and "
+        "`keras_gblend.tf.distribute.apply_fixes()` and `estimation.HeadCopies`, "
+        "`GBlendModel.head_model`, `model.fit`; see tests/blend/test_head_copies.py and "
         "`test_inference.py::test_bad_inputs_give_clear_errors`, DESIGN.md.\n"
         "```python\n`keras_gblend.nothing`\n```"
     )
     names = list(_dotted_names(text))
     assert names == [
-        "keras_gblend.distribute.apply_fixes",
+        "keras_gblend.tf.distribute.apply_fixes",
         "estimation.HeadCopies",
         "GBlendModel.head_model",
         "model.fit",
     ]
     assert [_resolve(n) is not None for n in names] == [True, True, True, False]
-    assert PATH.findall(text) == ["tests/test_estimation.py", "DESIGN.md"]
+    assert PATH.findall(text) == ["tests/blend/test_head_copies.py", "DESIGN.md"]
     assert TEST_ID.findall(text) == [
         ("test_inference.py", "test_bad_inputs_give_clear_errors")
     ]
@@ -300,7 +300,8 @@ def test_the_speed_table_of_backends_md_is_the_one_measured_in_benchmarks_md():
 
 
 def test_the_state_file_holds_the_initial_weights_as_diagnostics_md_says(tmp_path):
-    from keras_gblend import GBlendCallback, history
+    from keras_gblend import GBlendCallback
+    from keras_gblend.report import history
     from tests.helpers import synthetic_setup
 
     assert "and the initial weights" in _read("docs/diagnostics.md")

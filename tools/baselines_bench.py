@@ -27,8 +27,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from experiments import common  # noqa: E402
+from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule  # noqa: E402
 from keras_gblend.data.mfeat import NUM_CLASSES, load_mfeat  # noqa: E402
-from keras_gblend.ogm import OGMGEModel, OGMSchedule  # noqa: E402
 
 _FLAGS = flags.FLAGS
 flags.DEFINE_enum("study", "ogm", ["ogm", "mfeat"], "What to measure.")

@@ -62,9 +62,10 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import common, methods  # noqa: E402
-from keras_gblend import GBlendWarning, build_gblend_model, data, measure  # noqa: E402
-from keras_gblend.io_utils import atomic_write_json  # noqa: E402
-from keras_gblend.models import FUSED  # noqa: E402
+from keras_gblend import GBlendWarning, build_gblend_model, data  # noqa: E402
+from keras_gblend.blend import measure  # noqa: E402
+from keras_gblend.common.io_utils import atomic_write_json  # noqa: E402
+from keras_gblend.model.gblend_model import FUSED  # noqa: E402
 
 SECTIONS = ("step", "online", "estimation", "audio", "memory")
 MEMORY_VARIANTS = (

@@ -63,7 +63,8 @@ def _setup():
 def _model():
     import keras
 
-    from keras_gblend import build_gblend_model, encoders
+    from keras_gblend import build_gblend_model
+    from keras_gblend.model import encoders
 
     keras.utils.set_random_seed(0)
     branches = {

@@ -3,7 +3,7 @@
 Reads a history written by `GBlendCallback` (its `state_path` JSON; `make demo`
 and `python -m experiments.train` write one per G-Blend run) or by
 `keras.callbacks.CSVLogger` placed after the callback, and writes three PNGs
-with `keras_gblend.plot.plot_all`:
+with `keras_gblend.report.plot.plot_all`:
 
 - `<prefix>weights.png`: each head's loss weight over training.
 - `<prefix>deltas.png`: `dG`, `dO` and `OGR = |dO / dG|` per head at every
@@ -31,7 +31,7 @@ from absl import app, flags  # noqa: E402
 
 import experiments  # noqa: E402, F401  (starts TensorFlow quietly)
 from experiments import common  # noqa: E402
-from keras_gblend.plot import plot_all  # noqa: E402
+from keras_gblend.report.plot import plot_all  # noqa: E402
 
 
 def _define_flags():

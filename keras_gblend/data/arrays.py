@@ -208,7 +208,7 @@ def check_disjoint(train_subset, heldout, warn):
             "would mean nothing. Split with keras_gblend.data.holdout_split."
         )
     if shared:
-        from keras_gblend.messages import GBlendWarning
+        from keras_gblend.common.messages import GBlendWarning
 
         warn(
             GBlendWarning(

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_gblend.data.arrays import check_pair
 from keras_gblend.data.datasets import AUTOTUNE, finish
-from keras_gblend.tf_support import require_tensorflow
+from keras_gblend.tf.support import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.data.tfrecord (TFRecord files)")
 

@@ -14,27 +14,27 @@ import sys
 import keras
 import pytest
 
-from keras_gblend import tf_support
+from keras_gblend.tf import support
 from tests.conftest import REPO_ROOT
 
 TF_ONLY = {
     "keras_gblend.data.pipelines": "tf.data input pipelines",
     "keras_gblend.data.audio": "log-mel audio features",
     "keras_gblend.data.tfrecord": "tf.data",
-    "keras_gblend.distribute": "tf.distribute",
-    "keras_gblend.export": "SavedModel",
+    "keras_gblend.tf.distribute": "tf.distribute",
+    "keras_gblend.tf.export": "SavedModel",
 }
 CORE = [
     "keras_gblend",
-    "keras_gblend.blending",
-    "keras_gblend.callbacks",
-    "keras_gblend.estimation",
-    "keras_gblend.measure",
-    "keras_gblend.models",
-    "keras_gblend.inference",
-    "keras_gblend.ogm",
-    "keras_gblend.state",
-    "keras_gblend.estimators",
+    "keras_gblend.blend.formula",
+    "keras_gblend.training.callback",
+    "keras_gblend.blend.head_copies",
+    "keras_gblend.blend.measure",
+    "keras_gblend.model.gblend_model",
+    "keras_gblend.model.prediction",
+    "keras_gblend.baselines.ogm",
+    "keras_gblend.blend.state",
+    "keras_gblend.blend.estimators",
     "keras_gblend.data.splits",
     "keras_gblend.data.synthetic",
     "keras_gblend.data.av_digits",
@@ -82,7 +82,10 @@ def test_core_imports_without_tensorflow_and_tf_only_modules_explain():
     assert result["tf_after_core"] is False
     for name, feature in TF_ONLY.items():
         message = result["errors"][name]
-        if has_tf and name not in ("keras_gblend.distribute", "keras_gblend.export"):
+        if has_tf and name not in (
+            "keras_gblend.tf.distribute",
+            "keras_gblend.tf.export",
+        ):
             assert message is None, name  # tf.data feeds any backend
             continue
         assert message and feature in message, (name, message)
@@ -98,21 +101,21 @@ def test_require_tensorflow_names_the_feature_and_the_fix(monkeypatch):
         raise ImportError(f"No module named {name!r}")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tf_support.importlib, "import_module", no_tensorflow)
+        patch.setattr(support.importlib, "import_module", no_tensorflow)
         with pytest.raises(ImportError, match=r"^my feature needs TensorFlow, which"):
-            tf_support.require_tensorflow("my feature")
+            support.require_tensorflow("my feature")
     if importlib.util.find_spec("tensorflow") is None:
         return
-    monkeypatch.setattr(tf_support.keras.backend, "backend", lambda: "jax")
-    assert tf_support.require_tensorflow("tf.data").__name__ == "tensorflow"
+    monkeypatch.setattr(support.keras.backend, "backend", lambda: "jax")
+    assert support.require_tensorflow("tf.data").__name__ == "tensorflow"
     with pytest.raises(ImportError, match="Received KERAS_BACKEND='jax'"):
-        tf_support.require_tensorflow("my feature", backend=True)
+        support.require_tensorflow("my feature", backend=True)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TF backend")
 def test_tf_only_modules_import_on_tensorflow():
-    from keras_gblend import distribute
     from keras_gblend.data import pipelines
+    from keras_gblend.tf import distribute
 
     assert pipelines.make_dataset.__module__ == "keras_gblend.data.datasets"
     assert distribute.get_strategy("default").num_replicas_in_sync == 1

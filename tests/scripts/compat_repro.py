@@ -42,7 +42,8 @@ import warnings  # noqa: E402
 
 import keras  # noqa: E402
 
-from keras_gblend import build_gblend_model, distribute  # noqa: E402
+from keras_gblend import build_gblend_model  # noqa: E402
+from keras_gblend.tf import distribute  # noqa: E402
 
 rng = np.random.default_rng(0)
 NUM = 25

@@ -9,7 +9,7 @@ The CPU is split into two logical devices before TensorFlow initialises.
 Modes:
     single:   the default strategy (one device, /cpu:0).
     mirrored: `MirroredStrategy(["/cpu:0", "/cpu:1"])` (via
-              `keras_gblend.distribute.get_strategy`).
+              `keras_gblend.tf.distribute.get_strategy`).
     both:     `single`, then `mirrored`, in this process.
     jit, steps_per_execution: mirrored, compiled with `jit_compile=True` or
               `steps_per_execution=2`; reports what `check_compatibility` says
@@ -53,12 +53,8 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from keras_gblend import (  # noqa: E402
-    GBlendCallback,
-    build_gblend_model,
-    data,
-    distribute,  # noqa: E402
-)
+from keras_gblend import GBlendCallback, build_gblend_model, data  # noqa: E402
+from keras_gblend.tf import distribute  # noqa: E402
 
 SEED = 7
 GLOBAL_BATCH = 16

@@ -32,7 +32,8 @@ args = parser.parse_args()
 
 import keras  # noqa: E402
 
-from keras_gblend import GBlendCallback, build_gblend_model, data, distribute  # noqa: E402
+from keras_gblend import GBlendCallback, build_gblend_model, data  # noqa: E402
+from keras_gblend.tf import distribute  # noqa: E402
 
 SEED = 11
 GLOBAL_BATCH = 16

@@ -1,0 +1,1 @@
+"""Competing methods kept for comparison: OGM-GE."""

@@ -1,0 +1,1 @@
+"""G-Blend's math and measurement: weights, estimators, the record, per-head losses, head copies."""

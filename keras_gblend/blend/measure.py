@@ -1,0 +1,296 @@
+"""Per-head losses of a model, measured in inference mode: the one way to measure.
+
+The callback (both modes) and offline / exact estimation measure through this
+module. `prepare` checks the data against the model once (modality keys, shapes,
+batching, labels) and caches it; `head_loss_stats` predicts every output with
+`model.predict` (dropout off, compiled, distributed like the model) and applies
+each output's loss per example, giving the exact mean over the examples and its
+standard error. No metric of the model is touched: safe inside `fit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+from keras_gblend.blend import state
+from keras_gblend.data import arrays
+
+_SYMBOLS = {"train_subset": "T'", "heldout": "V"}
+
+
+class Prepared(NamedTuple):
+    """Measurement data prepared once: model inputs and the labels as an array.
+
+    Example:
+
+    >>> Prepared(inputs={"a": np.zeros((2, 1))}, labels=np.zeros(2)).labels.shape
+    (2,)
+    """
+
+    inputs: object
+    labels: np.ndarray
+
+
+class HeadLosses(NamedTuple):
+    """Per-output mean loss, its standard error and the number of examples.
+
+    Example:
+
+    >>> HeadLosses(np.array([0.5]), np.array([0.1]), 10).count
+    10
+    """
+
+    mean: np.ndarray
+    sem: np.ndarray
+    count: int
+
+
+def prepare(data, *, model=None, batch_size=256, name="data"):
+    """Checks measurement data against `model` and prepares it once.
+
+    With a model, `x` keeps only the model's input keys (an extra key is never
+    fed to a branch), and the data are checked against the model: every input
+    key present with a compatible shape, a batched dataset, labels that are
+    class indices in `[0, num_classes)` or one-hot. On TensorFlow the inputs
+    become a batched, cached `tf.data.Dataset` (no new adapter per
+    measurement); a dataset of `(x, y)` batches is split into its inputs and
+    its labels (read once).
+
+    Args:
+        data: `(x, y)` arrays (x a dict keyed by modality) or a batched
+            `tf.data.Dataset` of such pairs.
+        model: Optional model whose (dict) inputs and output the data must fit.
+        batch_size: Batch size of the inputs made from arrays.
+        name: Argument name used in error messages.
+
+    Returns:
+        A `Prepared(inputs, labels)`.
+
+    Raises:
+        ValueError: If `data` is malformed, empty, has string labels, no
+            labels, is unbatched, or does not fit `model`.
+
+    Example:
+
+    >>> prepared = prepare(({"a": np.zeros((5, 2))}, np.zeros(5)), batch_size=2)
+    >>> prepared.labels.shape
+    (5,)
+    """
+    data = arrays.check_data(name, data)
+    specs = getattr(model, "input", None) if model is not None else None
+    keys = list(specs) if isinstance(specs, Mapping) else None
+    if arrays.is_dataset(data):
+        if specs is not None:
+            _check_inputs(name, data.element_spec[0], specs, batched=True)
+        if keys is not None:
+            data = data.map(lambda x, y: ({k: x[k] for k in keys}, y))
+        labels = []
+        for x, y in data.as_numpy_iterator():
+            arrays.check_finite(name, x, offset=sum(len(b) for b in labels))
+            labels.append(np.asarray(y))
+        if not labels:
+            raise ValueError(f"`{name}` is empty: the dataset yielded no batch.")
+        labels = np.concatenate(labels)
+        inputs = data.map(lambda x, y: x).cache()
+    else:
+        x, labels = data
+        if specs is not None:
+            _check_inputs(name, x, specs, batched=False)
+        inputs = {k: x[k] for k in keys} if keys is not None else x
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            inputs = tf.data.Dataset.from_tensor_slices(inputs)
+            inputs = inputs.batch(batch_size).cache()
+    if model is not None:
+        outputs = model.output
+        output = (
+            next(iter(outputs.values())) if isinstance(outputs, Mapping) else outputs
+        )
+        arrays.check_labels(name, labels, output.shape[-1])
+    return Prepared(inputs, labels)
+
+
+def _check_inputs(name, x, specs, batched):
+    missing = sorted(set(specs) - set(x))
+    if missing:
+        raise ValueError(
+            f"`{name}`: x must hold every model input {sorted(specs)}. "
+            f"Missing {missing}; received keys {sorted(x)}."
+        )
+    for key, spec in specs.items():
+        expected = tuple(spec.shape[1:])
+        shape = tuple(x[key].shape)[1:]
+        if batched and len(shape) == len(expected) - 1:
+            raise ValueError(
+                f"`{name}` is an unbatched dataset: {key!r} elements have shape "
+                f"{tuple(x[key].shape)}, the model expects batches of {expected}. "
+                "Call `.batch(batch_size)` on it."
+            )
+        if len(shape) != len(expected) or any(
+            e is not None and s is not None and e != s for e, s in zip(expected, shape)
+        ):
+            raise ValueError(
+                f"`{name}`: input {key!r} must have shape (batch, *{expected}). "
+                f"Received {tuple(x[key].shape)}."
+            )
+
+
+def per_example_losses(model, data, *, loss=None, batch_size=256):
+    """Per-example loss of every output of `model` on `data`, in inference mode.
+
+    Args:
+        model: A compiled `GBlendModel` (one row per head, its compiled loss per
+            head), or a single-output model (one row; `loss` or its compiled
+            loss).
+        data: `(x, y)` arrays, a batched `tf.data.Dataset`, or `prepare`'s
+            result.
+        loss: The loss of a single-output model; default: its compiled loss.
+        batch_size: Batch size of the prediction from arrays.
+
+    Returns:
+        A float64 array `(num_outputs, num_examples)`.
+
+    Raises:
+        ValueError: If no loss is known for an output, or `data` is malformed.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Softmax()])
+    >>> x, y = {"x": np.zeros((4, 2), "float32")}, np.zeros(4, "int32")
+    >>> losses = per_example_losses(
+    ...     model, (x["x"], y), loss="sparse_categorical_crossentropy")
+    >>> losses.shape, round(float(losses[0, 0]), 4)  # log 2
+    ((1, 4), 0.6931)
+    """
+    inputs, labels = data if isinstance(data, Prepared) else _raw(data, batch_size)
+    heads = getattr(model, "head_names", None)
+    losses = getattr(model, "loss", None) if loss is None else loss
+    if heads is None:
+        heads, losses = (None,), {None: losses}
+    if not isinstance(losses, Mapping) or any(losses.get(h) is None for h in heads):
+        raise ValueError(
+            "`model` must be compiled with a loss per output (or `loss` given) "
+            "before its losses can be measured."
+        )
+    if isinstance(inputs, Mapping) or isinstance(inputs, np.ndarray):
+        predictions = model.predict(inputs, batch_size=batch_size, verbose=0)
+    else:
+        predictions = model.predict(inputs, verbose=0)
+    if heads == (None,):
+        predictions = {None: predictions}
+    rows = [
+        keras.ops.convert_to_numpy(_per_example(losses[h])(labels, predictions[h]))
+        for h in heads
+    ]
+    return np.asarray(rows, np.float64).reshape(len(heads), len(labels))
+
+
+def _raw(data, batch_size):
+    if arrays.is_dataset(data) or not isinstance(data[0], np.ndarray):
+        return prepare(data, batch_size=batch_size)
+    return Prepared(*data)
+
+
+def _per_example(loss):
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call  # Loss.call is the unreduced, per-example loss.
+    return keras.losses.get(loss)
+
+
+def head_loss_stats(model, data, *, loss=None, batch_size=256):
+    """Mean and standard error of every output's per-example loss.
+
+    Args:
+        model: See `per_example_losses`.
+        data: See `per_example_losses`.
+        loss: See `per_example_losses`.
+        batch_size: See `per_example_losses`.
+
+    Returns:
+        A `HeadLosses`: float64 `mean` and `sem` (`std / sqrt(n)`, NaN with one
+        example), one entry per output, and the example `count`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Softmax()])
+    >>> stats = head_loss_stats(model, (np.zeros((4, 2)), np.zeros(4, "int32")),
+    ...                         loss="sparse_categorical_crossentropy")
+    >>> stats.mean.round(4), stats.sem, stats.count
+    (array([0.6931]), array([0.]), 4)
+    """
+    losses = per_example_losses(model, data, loss=loss, batch_size=batch_size)
+    count = losses.shape[1]
+    sem = np.full(len(losses), np.nan)
+    if count > 1:
+        sem = losses.std(axis=1, ddof=1) / np.sqrt(count)
+    return HeadLosses(losses.mean(axis=1), sem, count)
+
+
+def head_losses(model, data, *, batch_size=256):
+    """Mean per-example loss of every head on `data` (see `head_loss_stats`).
+
+    Example:
+
+    >>> import keras
+    >>> from keras_gblend import build_gblend_model
+    >>> branches = {
+    ...     n: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    ...     for n in ("a", "b")
+    ... }
+    >>> model = build_gblend_model(branches, num_classes=2)
+    >>> model.compile(loss="sparse_categorical_crossentropy")
+    >>> x = {"a": np.ones((6, 4), "float32"), "b": np.ones((6, 4), "float32")}
+    >>> head_losses(model, (x, np.zeros(6, "int32"))).shape
+    (3,)
+    """
+    return head_loss_stats(model, data, batch_size=batch_size).mean
+
+
+def measurement(model, data, *, epoch, loss=None, batch_size=256):
+    """Measures every head on `T'` and `V`: one `state.Measurement`.
+
+    Args:
+        model: A `GBlendModel` (see `per_example_losses`).
+        data: `(train_subset, heldout)`, each as `per_example_losses` takes it
+            (best: `prepare`'s result).
+        epoch: Epochs completed by `model` (recorded in the measurement).
+        loss: Dict of head losses; default: the model's compiled ones.
+        batch_size: Batch size of the prediction from arrays.
+
+    Returns:
+        A `state.Measurement` with per-head means and standard errors.
+
+    Raises:
+        ValueError: If a measured loss is NaN or infinite, naming the set
+            (`train_subset` / T' or `heldout` / V) and the heads.
+
+    Example:
+
+    >>> from keras_gblend import build_gblend_model, data, encoders
+    >>> ds = data.make_synthetic(num_train=16, num_test=4, dim_b=4)
+    >>> encoders_ = {m: encoders.mlp_encoder(x.shape[1:], units=(4,))
+    ...              for m, x in ds.train[0].items()}
+    >>> model = build_gblend_model(encoders_, num_classes=ds.num_classes)
+    >>> model.compile(loss="sparse_categorical_crossentropy")
+    >>> m = measurement(model, [ds.train, ds.test], epoch=0)
+    >>> m.epoch, len(m.train), len(m.heldout_sem)
+    (0, 3, 3)
+    """
+    stats = [head_loss_stats(model, d, loss=loss, batch_size=batch_size) for d in data]
+    for name, values in zip(_SYMBOLS, (s.mean for s in stats)):
+        bad = [h for h, v in zip(model.head_names, values) if not np.isfinite(v)]
+        if bad:
+            raise ValueError(
+                f"G-Blend measured a non-finite loss on `{name}` ({_SYMBOLS[name]}) "
+                f"for head(s) {bad} at epoch {epoch}: check `{name}` for NaN or "
+                "inf inputs."
+            )
+    t, v = stats
+    return state.Measurement(epoch, t.mean, v.mean, t.sem, v.sem)

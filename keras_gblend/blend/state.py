@@ -1,0 +1,359 @@
+"""The G-Blend record: measurements, estimates, and the state file that keeps them.
+
+This module is the one owner of the record and of its file format; the callback
+writes through it and `keras_gblend.report.history` reads through it.
+
+One epoch convention everywhere: `epoch` counts epochs COMPLETED. 0 is before
+training, `e` is after the e-th epoch (what `model.fit(initial_epoch=e)` resumes
+from). A measurement at epoch `e` was taken on the model after `e` epochs; an
+estimate at epoch `e` set the weights in force from epoch `e + 1` on.
+
+File format version 2 (JSON)::
+
+    {"version": 2, "head_names": [...], "initial_weights": [...] or null,
+     "measurements": [{"epoch", "train", "heldout", "train_sem", "heldout_sem"}],
+     "estimates": [{"epoch", "status", "weights", "d_g", "d_o", "ogr"}],
+     "settings": {"preset", "estimator", "weight_scale", "output"} or absent,
+     "output_choice": {"mode", "scores", "weights"} or absent}
+
+with one value per head in `head_names` order in every list. `settings` and
+`output_choice` (what the callback chose on `V` when training ended) were added
+without a version change: files without them read as before, and readers that
+do not know them ignore them. Version-1 files
+(per-head keys such as `weight_<head>`, measurements counted from -1) are
+converted when read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+from keras_gblend.common import io_utils
+
+VERSION = 2
+
+
+def _floats(name, values, size=None):
+    values = tuple(math.nan if v is None else float(v) for v in values)
+    if size is not None and len(values) != size:
+        raise ValueError(
+            f"`{name}` must hold one value per head ({size}). Received {len(values)}."
+        )
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """Per-head losses on `T'` and `V` measured after `epoch` completed epochs.
+
+    Attributes:
+        epoch: Epochs completed when measured (0: before training).
+        train: Per-head mean loss on the training subset `T'`.
+        heldout: Per-head mean loss on the held-out set `V`.
+        train_sem: Per-head standard error of `train`, or None if unknown.
+        heldout_sem: Per-head standard error of `heldout`, or None if unknown.
+
+    Example:
+
+    >>> m = Measurement(3, [0.5, 0.4], [0.7, 0.6])
+    >>> m.epoch, m.train, m.heldout_sem
+    (3, (0.5, 0.4), None)
+    """
+
+    epoch: int
+    train: tuple
+    heldout: tuple
+    train_sem: tuple | None = None
+    heldout_sem: tuple | None = None
+
+    def __post_init__(self):
+        size = len(self.train)
+        set_ = object.__setattr__
+        set_(self, "epoch", int(self.epoch))
+        set_(self, "train", _floats("train", self.train))
+        set_(self, "heldout", _floats("heldout", self.heldout, size))
+        for name in ("train_sem", "heldout_sem"):
+            if getattr(self, name) is not None:
+                set_(self, name, _floats(name, getattr(self, name), size))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """One G-Blend estimate made after `epoch` completed epochs.
+
+    Attributes:
+        epoch: Epochs completed when estimated; the weights apply from the next.
+        status: `"ok"`, or `"fallback"` when no head generalised (the weights
+            were kept as they were).
+        weights: Per-head weights in force after the estimate, summing to 1
+            (before any `weight_scale` of the callback).
+        d_g: Per-head generalisation `dG`.
+        d_o: Per-head change of overfitting `dO`.
+        ogr: Per-head `|dO / dG|`.
+
+    Example:
+
+    >>> e = Estimate(5, "ok", [0.7, 0.3], [0.1, 0.0], [0.05, 0.2], [0.5, math.inf])
+    >>> e.weights
+    (0.7, 0.3)
+    """
+
+    epoch: int
+    status: str
+    weights: tuple
+    d_g: tuple
+    d_o: tuple
+    ogr: tuple
+
+    def __post_init__(self):
+        size = len(self.weights)
+        object.__setattr__(self, "epoch", int(self.epoch))
+        for name in ("weights", "d_g", "d_o", "ogr"):
+            object.__setattr__(self, name, _floats(name, getattr(self, name), size))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendState:
+    """Everything a G-Blend run records: heads, initial weights, the records.
+
+    Attributes:
+        head_names: Head names, modalities first and `"fused"` last.
+        initial_weights: Per-head weights before the first estimate (summing
+            to 1), or None if unknown.
+        measurements: `Measurement`s in epoch order.
+        estimates: `Estimate`s in epoch order.
+        settings: The callback's settings (`preset`, `estimator`,
+            `weight_scale`, `output`), or None if not recorded.
+        output_choice: The output mode chosen on `V` when training ended
+            (`{"mode", "scores", "weights"}`), or None.
+
+    Example:
+
+    >>> s = BlendState(("a", "fused"), (0.5, 0.5))
+    >>> s = s.add(Estimate(2, "ok", [0.2, 0.8], [1, 1], [1, 1], [1, 1]))
+    >>> s.current_weights, s.truncate(1).current_weights
+    ((0.2, 0.8), (0.5, 0.5))
+    """
+
+    head_names: tuple
+    initial_weights: tuple | None = None
+    measurements: tuple = ()
+    estimates: tuple = ()
+    settings: dict | None = None
+    output_choice: dict | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "head_names", tuple(self.head_names))
+        if self.initial_weights is not None:
+            weights = _floats(
+                "initial_weights", self.initial_weights, len(self.head_names)
+            )
+            object.__setattr__(self, "initial_weights", weights)
+        object.__setattr__(self, "measurements", tuple(self.measurements))
+        object.__setattr__(self, "estimates", tuple(self.estimates))
+
+    @property
+    def current_weights(self):
+        """The weights in force: the last estimate's, else the initial ones."""
+        return self.estimates[-1].weights if self.estimates else self.initial_weights
+
+    def add(self, record):
+        """Returns a new state with a `Measurement` or an `Estimate` appended.
+
+        Raises:
+            ValueError: If `record` has the wrong number of heads or is of
+                another type.
+        """
+        values = record.train if isinstance(record, Measurement) else None
+        if isinstance(record, Estimate):
+            values = record.weights
+        if values is None:
+            raise ValueError(
+                "`record` must be a Measurement or an Estimate. "
+                f"Received {type(record).__name__}."
+            )
+        if len(values) != len(self.head_names):
+            raise ValueError(
+                f"`record` must hold one value per head {list(self.head_names)}. "
+                f"Received {len(values)}."
+            )
+        field = "measurements" if isinstance(record, Measurement) else "estimates"
+        return dataclasses.replace(self, **{field: getattr(self, field) + (record,)})
+
+    def with_output(self, choice):
+        """Returns a new state recording `choice` (an `inference.OutputChoice`)."""
+        return dataclasses.replace(
+            self,
+            output_choice=dict(
+                mode=choice.mode,
+                scores=dict(choice.scores),
+                weights=dict(choice.weights),
+            ),
+        )
+
+    def truncate(self, epoch):
+        """Drops the records made after `epoch` completed epochs.
+
+        A run resumed with `fit(initial_epoch=epoch)` (e.g. by
+        `keras.callbacks.BackupAndRestore`) continues from the checkpoint after
+        `epoch` epochs: what was recorded later belongs to the lost part.
+        """
+        return dataclasses.replace(
+            self,
+            measurements=tuple(m for m in self.measurements if m.epoch <= epoch),
+            estimates=tuple(e for e in self.estimates if e.epoch <= epoch),
+        )
+
+    def to_dict(self):
+        """The JSON-ready dict of the version-2 format (see the module doc)."""
+        return {
+            "version": VERSION,
+            "head_names": list(self.head_names),
+            "initial_weights": None
+            if self.initial_weights is None
+            else list(self.initial_weights),
+            "measurements": [_as_lists(m) for m in self.measurements],
+            "estimates": [_as_lists(e) for e in self.estimates],
+            **{
+                key: getattr(self, key)
+                for key in ("settings", "output_choice")
+                if getattr(self, key) is not None
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """Builds a state from `to_dict()` output or a version-1 dict.
+
+        Raises:
+            ValueError: If the version is unknown or the dict is malformed.
+        """
+        version = data.get("version", 1)
+        if version == 1:
+            return _from_v1(data)
+        if version != VERSION:
+            raise ValueError(
+                f"Unknown G-Blend state version {version!r}: this keras_gblend "
+                f"reads versions 1 and {VERSION}."
+            )
+        try:
+            return cls(
+                head_names=data["head_names"],
+                initial_weights=data.get("initial_weights"),
+                measurements=[Measurement(**m) for m in data["measurements"]],
+                estimates=[Estimate(**e) for e in data["estimates"]],
+                settings=data.get("settings"),
+                output_choice=data.get("output_choice"),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"Malformed G-Blend state (version 2): {error}") from error
+
+
+def _as_lists(record):
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(record).items()
+    }
+
+
+def _from_v1(data):
+    """Version 1: measurement epochs 0-based (-1 before training), per-head keys."""
+    estimates = data.get("estimates", [])
+    heads = tuple(data.get("head_names") or ())
+    if not heads and estimates:
+        keys = [k[len("weight_") :] for k in estimates[0] if k.startswith("weight_")]
+        heads = tuple(sorted(keys, key=lambda h: h == "fused"))
+    if not heads:
+        raise ValueError(
+            "The G-Blend state (version 1) holds no head names and no estimates."
+        )
+    try:
+        initial = data.get("initial_weights")
+        return BlendState(
+            head_names=heads,
+            initial_weights=None if not initial else [initial[h] for h in heads],
+            measurements=[
+                Measurement(m["epoch"] + 1, m["train"], m["heldout"])
+                for m in data.get("measurements", [])
+            ],
+            estimates=[
+                Estimate(
+                    e["epoch"],
+                    e.get("status", "ok"),
+                    *([e.get(f"{key}_{h}") for h in heads] for key in _V1_KEYS),
+                )
+                for e in estimates
+            ],
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"Malformed G-Blend state (version 1): missing {error}."
+        ) from error
+
+
+_V1_KEYS = ("weight", "dG", "dO", "ogr")
+
+
+def save(path, state):
+    """Writes `state` to `path` atomically, in the version-2 format.
+
+    Args:
+        path: Destination JSON file.
+        state: A `BlendState`.
+
+    Raises:
+        OSError: If the file cannot be written.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.json")
+    >>> save(path, BlendState(("a", "fused"), (0.5, 0.5)))
+    >>> load(path).initial_weights
+    (0.5, 0.5)
+    """
+    io_utils.atomic_write_json(path, state.to_dict())
+
+
+def load(path):
+    """Reads a state file written by `save` (version 2) or by version 1.
+
+    Args:
+        path: A JSON file.
+
+    Returns:
+        A `BlendState`.
+
+    Raises:
+        OSError: If the file cannot be read.
+        ValueError: If it is not a G-Blend state, with the path in the message.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "old.json")
+    >>> with open(path, "w") as handle:
+    ...     _ = handle.write('{"version": 1, "head_names": ["a", "fused"], '
+    ...         '"measurements": [{"epoch": -1, "train": [1, 1], "heldout": [1, 1]}],'
+    ...         '"estimates": []}')
+    >>> load(path).measurements[0].epoch  # version 1 counted from -1
+    0
+    """
+    with open(path) as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path!r} is not a JSON G-Blend state: {error}"
+            ) from error
+    if not isinstance(data, dict) or "estimates" not in data:
+        raise ValueError(
+            f"{path!r} is not a G-Blend state file (no 'estimates'). "
+            "Pass the file written by GBlendCallback(state_path=...)."
+        )
+    try:
+        return BlendState.from_dict(data)
+    except ValueError as error:
+        raise ValueError(f"{path!r}: {error}") from error

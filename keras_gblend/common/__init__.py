@@ -1,0 +1,1 @@
+"""What every layer uses: warning categories and messages, atomic file writes."""

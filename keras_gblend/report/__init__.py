@@ -1,0 +1,1 @@
+"""Reading and plotting what G-Blend did: histories and plots."""

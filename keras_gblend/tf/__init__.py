@@ -1,0 +1,1 @@
+"""TensorFlow-only parts: distribution strategies and SavedModel export."""

@@ -1,0 +1,1 @@
+"""Training with G-Blend: the callback, its logs, the learning-rate search on V."""

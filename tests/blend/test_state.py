@@ -1,0 +1,141 @@
+"""Tests of the G-Blend record and its file: one schema, one epoch convention."""
+
+import json
+import math
+import os
+import stat
+
+import pytest
+
+from keras_gblend.blend import state
+from keras_gblend.blend.state import BlendState, Estimate, Measurement
+from keras_gblend.common import io_utils
+
+HEADS = ("a", "b", "fused")
+
+# Written by GBlendCallback at commit 3441d2b (format version 1): measurements
+# counted from -1 (before training), estimates already counting epochs completed.
+V1_FILE = {
+    "version": 1,
+    "head_names": ["a", "b", "fused"],
+    "initial_weights": {"a": 0.2, "b": 0.3, "fused": 0.5},
+    "measurements": [
+        {"epoch": -1, "train": [1.4, 1.5, 1.45], "heldout": [1.41, 1.52, 1.46]},
+        {"epoch": 0, "train": [1.2, 1.0, 1.1], "heldout": [1.3, 1.4, 1.2]},
+    ],
+    "estimates": [
+        {
+            "epoch": 1,
+            "status": "ok",
+            "weight_a": 0.6,
+            "weight_b": 0.1,
+            "weight_fused": 0.3,
+            "dG_a": 0.11,
+            "dG_b": 0.12,
+            "dG_fused": 0.26,
+            "dO_a": -0.09,
+            "dO_b": 0.38,
+            "dO_fused": -0.1,
+            "ogr_a": 0.8,
+            "ogr_b": 3.2,
+            "ogr_fused": 0.4,
+            "train_loss_a": 1.2,
+            "train_loss_b": 1.0,
+            "train_loss_fused": 1.1,
+            "heldout_loss_a": 1.3,
+            "heldout_loss_b": 1.4,
+            "heldout_loss_fused": 1.2,
+        }
+    ],
+}
+
+
+def _state():
+    return (
+        BlendState(HEADS, (0.2, 0.3, 0.5))
+        .add(Measurement(0, [1.4, 1.5, 1.45], [1.41, 1.52, 1.46], [0.1] * 3, None))
+        .add(Measurement(3, [1.2, 1.0, 1.1], [1.3, 1.4, 1.2]))
+        .add(Estimate(3, "ok", [0.6, 0.1, 0.3], [0.1] * 3, [0.2] * 3, [2.0] * 3))
+        .add(Measurement(6, [1.0, 0.6, 0.9], [1.2, 1.5, 1.0]))
+        .add(
+            Estimate(
+                6, "fallback", [0.6, 0.1, 0.3], [-0.1] * 3, [0.3] * 3, [math.inf] * 3
+            )
+        )
+    )
+
+
+def test_round_trip_through_the_file_keeps_every_value(tmp_path):
+    path = tmp_path / "state.json"
+    original = _state()
+    state.save(path, original)
+    assert state.load(path) == original
+    saved = json.loads(path.read_text())
+    assert saved["version"] == 2
+    assert saved["measurements"][0]["train_sem"] == [0.1] * 3
+    assert saved["measurements"][1]["train_sem"] is None
+
+
+def test_version_1_file_loads_with_epochs_completed(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(V1_FILE))
+    loaded = state.load(path)
+    assert loaded.head_names == HEADS
+    assert loaded.initial_weights == (0.2, 0.3, 0.5)
+    # Version 1 measured "epoch -1" before training and "epoch 0" after epoch 1.
+    assert [m.epoch for m in loaded.measurements] == [0, 1]
+    assert loaded.measurements[1].heldout == (1.3, 1.4, 1.2)
+    (estimate,) = loaded.estimates
+    assert estimate.epoch == 1 and estimate.status == "ok"
+    assert estimate.weights == (0.6, 0.1, 0.3)
+    assert estimate.d_o == (-0.09, 0.38, -0.1)
+    assert estimate.ogr == (0.8, 3.2, 0.4)
+
+
+def test_truncate_keeps_records_up_to_the_resumed_epoch():
+    full = _state()
+    assert full.current_weights == (0.6, 0.1, 0.3)
+    cut = full.truncate(5)
+    assert [m.epoch for m in cut.measurements] == [0, 3]
+    assert [e.epoch for e in cut.estimates] == [3]
+    before_first = full.truncate(2)
+    assert before_first.current_weights == (0.2, 0.3, 0.5)
+    assert [m.epoch for m in before_first.measurements] == [0]
+
+
+def test_add_checks_the_number_of_heads():
+    with pytest.raises(ValueError, match=r"one value per head \['a', 'b', 'fused'\]"):
+        BlendState(HEADS).add(Measurement(1, [1.0, 1.0], [1.0, 1.0]))
+    with pytest.raises(ValueError, match="must be a Measurement or an Estimate"):
+        BlendState(HEADS).add({"epoch": 1})
+    with pytest.raises(
+        ValueError, match=r"`heldout` must hold one value per head \(2\)"
+    ):
+        Measurement(1, [1.0, 1.0], [1.0])
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('{"version": 7, "estimates": []}', "Unknown G-Blend state version 7"),
+        ('{"loss": [1.0]}', "not a G-Blend state file"),
+        ("not json", "is not a JSON G-Blend state"),
+        ('{"version": 2, "head_names": ["a"], "estimates": []}', "Malformed"),
+        ('{"version": 1, "estimates": []}', "holds no head names"),
+    ],
+)
+def test_bad_files_fail_with_the_path_and_the_reason(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as error:
+        state.load(path)
+    assert str(path) in str(error.value)
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        io_utils.atomic_write_text(tmp_path / "x.txt", "hello")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "x.txt").st_mode) == 0o640
