@@ -132,28 +132,56 @@ def log_mel_spectrogram(
         >>> log_mel_spectrogram(tf.zeros([NUM_SAMPLES])).shape
         TensorShape([49, 32])
     """
-    if upper_edge_hertz > sample_rate / 2:
-        raise ValueError(
-            "`upper_edge_hertz` must be at most sample_rate / 2 = "
-            f"{sample_rate / 2}. Received {upper_edge_hertz!r}."
-        )
     if log_offset <= 0:
         raise ValueError(f"`log_offset` must be positive. Received {log_offset!r}.")
-    waveform = tf.cast(waveform, tf.float64)
-    stft = tf.signal.stft(
-        waveform,
-        frame_length=frame_length,
-        frame_step=frame_step,
-        fft_length=fft_length,
-        window_fn=tf.signal.hann_window,
+    weights = _mel_matrix(
+        sample_rate, fft_length, num_mel_bins, lower_edge_hertz, upper_edge_hertz
     )
-    weights = tf.signal.linear_to_mel_weight_matrix(
+    return _log_mel(
+        waveform,
+        weights,
+        tf.signal.hann_window,
+        frame_length,
+        frame_step,
+        fft_length,
+        log_offset,
+        dtype,
+    )
+
+
+def _mel_matrix(sample_rate, fft_length, num_mel_bins, lower_hz, upper_hz):
+    if upper_hz > sample_rate / 2:
+        raise ValueError(
+            "`upper_edge_hertz` must be at most sample_rate / 2 = "
+            f"{sample_rate / 2}. Received {upper_hz!r}."
+        )
+    return tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins=num_mel_bins,
         num_spectrogram_bins=fft_length // 2 + 1,
         sample_rate=sample_rate,
-        lower_edge_hertz=lower_edge_hertz,
-        upper_edge_hertz=upper_edge_hertz,
+        lower_edge_hertz=lower_hz,
+        upper_edge_hertz=upper_hz,
         dtype=tf.float64,
+    )
+
+
+def _log_mel(
+    waveform,
+    weights,
+    window_fn,
+    frame_length,
+    frame_step,
+    fft_length,
+    log_offset,
+    dtype,
+):
+    """`log(|STFT| @ weights + log_offset)` in float64, cast to `dtype`."""
+    stft = tf.signal.stft(
+        tf.cast(waveform, tf.float64),
+        frame_length=frame_length,
+        frame_step=frame_step,
+        fft_length=fft_length,
+        window_fn=window_fn,
     )
     mel = tf.matmul(tf.abs(stft), weights)
     return tf.cast(tf.math.log(mel + log_offset), dtype)
@@ -187,6 +215,9 @@ def wav_file_to_log_mel(path, num_samples=NUM_SAMPLES, **feature_kwargs):
 def make_audio_map_fn(num_samples=NUM_SAMPLES, **feature_kwargs):
     """Returns a `Dataset.map` function from a WAV path to its log-mel features.
 
+    The same features as `wav_file_to_log_mel`, bit for bit; the mel matrix and
+    the window are computed once, when the function is made, not per clip.
+
     Args:
         num_samples: clip length in samples.
         **feature_kwargs: keyword arguments for `log_mel_spectrogram`.
@@ -201,7 +232,49 @@ def make_audio_map_fn(num_samples=NUM_SAMPLES, **feature_kwargs):
         TensorShape([49, 32])
     """
 
+    options = dict(
+        sample_rate=SAMPLE_RATE,
+        frame_length=FRAME_LENGTH,
+        frame_step=FRAME_STEP,
+        fft_length=FFT_LENGTH,
+        num_mel_bins=NUM_MEL_BINS,
+        lower_edge_hertz=LOWER_EDGE_HERTZ,
+        upper_edge_hertz=UPPER_EDGE_HERTZ,
+        log_offset=LOG_OFFSET,
+        dtype=tf.float32,
+    )
+    unknown = sorted(set(feature_kwargs) - set(options))
+    if unknown:
+        raise TypeError(f"make_audio_map_fn() got unexpected keyword(s) {unknown}.")
+    options.update(feature_kwargs)
+    if options["log_offset"] <= 0:
+        raise ValueError(
+            f"`log_offset` must be positive. Received {options['log_offset']!r}."
+        )
+    # The mel matrix and the window are built once here, as constants, not
+    # once per clip: the same float64 values, so the same features.
+    with tf.init_scope():
+        weights = _mel_matrix(
+            options["sample_rate"],
+            options["fft_length"],
+            options["num_mel_bins"],
+            options["lower_edge_hertz"],
+            options["upper_edge_hertz"],
+        ).numpy()
+        window = tf.signal.hann_window(options["frame_length"], dtype=tf.float64)
+        window = window.numpy()
+
     def map_fn(path):
-        return wav_file_to_log_mel(path, num_samples=num_samples, **feature_kwargs)
+        waveform = decode_wav(tf.io.read_file(path), options["sample_rate"])
+        return _log_mel(
+            fix_length(waveform, num_samples),
+            weights,
+            lambda length, dtype: tf.constant(window, dtype),
+            options["frame_length"],
+            options["frame_step"],
+            options["fft_length"],
+            options["log_offset"],
+            options["dtype"],
+        )
 
     return map_fn

@@ -1,7 +1,9 @@
 """`tf.data` pipelines from in-memory arrays, and the steps every pipeline ends with.
 
 Every pipeline of `keras_gblend.data` ends the same way (`finish`): decode or
-parse per example, then `cache` (so decoding runs once), `shuffle` (after the
+parse per example (in parallel, in a deterministic order), then `cache` (so
+decoding runs once; the file pipelines cache by default, in memory where the
+decoded data fit, see `CACHE_MEMORY_FRACTION`), `shuffle` (after the
 cache, so each epoch is shuffled anew; before `batch`, so examples, not batches,
 are shuffled), `repeat`, `batch`, and `prefetch(AUTOTUNE)` last. Elements are
 `(features, label)` with `features` a dict keyed by modality, which is what
@@ -16,15 +18,90 @@ shuffle themselves; Keras 3.15 warns that `fit`'s own `shuffle=True` is ignored)
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
+from keras_gblend.common.messages import GBlendWarning
 from keras_gblend.data.arrays import check_pair
 from keras_gblend.tf.support import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.data pipelines (tf.data input pipelines)")
 
 AUTOTUNE = tf.data.AUTOTUNE
+# `cache="auto"` caches in memory when the decoded examples take at most this
+# fraction of the memory available now (MemAvailable on Linux).
+CACHE_MEMORY_FRACTION = 0.5
+
+
+def available_memory_bytes():
+    """The memory available to new allocations now, in bytes, or None if unknown.
+
+    Example:
+
+    >>> available_memory_bytes() is None or available_memory_bytes() > 0
+    True
+    """
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def decoded_size_bytes(dataset):
+    """Bytes the examples of `dataset` take once decoded, or None if unknown.
+
+    Known when the number of examples and every component's shape are static
+    (the element spec), e.g. `(49, 32)` log-mel features or images resized to
+    a fixed size.
+
+    Example:
+
+    >>> decoded_size_bytes(tf.data.Dataset.from_tensor_slices(np.zeros((4, 3))))
+    96
+    """
+    count = int(dataset.cardinality())
+    if count < 0:
+        return None
+    total = 0
+    for spec in tf.nest.flatten(dataset.element_spec):
+        shape = getattr(spec, "shape", None)
+        dtype = getattr(spec, "dtype", None)
+        if shape is None or not shape.is_fully_defined() or dtype == tf.string:
+            return None
+        total += shape.num_elements() * dtype.size
+    return count * total
+
+
+def _resolve_cache(dataset, cache):
+    """`cache` as True, False or a file prefix; "auto" decides by size."""
+    if isinstance(cache, str) and cache == "auto":
+        size, free = decoded_size_bytes(dataset), available_memory_bytes()
+        if size is None or free is None or size <= CACHE_MEMORY_FRACTION * free:
+            return True
+        warnings.warn(
+            GBlendWarning(
+                f"The decoded examples take about {size / 2**20:.0f} MiB, more than "
+                f"{CACHE_MEMORY_FRACTION:.0%} of the {free / 2**20:.0f} MiB of memory "
+                "available, so they are not cached and are decoded again every "
+                "epoch. Pass cache=<file prefix> to cache them on disk."
+            ),
+            stacklevel=3,
+        )
+        return False
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise ValueError(
+            '`cache` must be True, False, "auto" or a file name prefix. '
+            f"Received {cache!r}."
+        )
+    return cache
 
 
 def _check_batching(batch_size, shuffle, seed):
@@ -55,9 +132,12 @@ def finish(
         shuffle: Whether to shuffle examples (anew every epoch).
         seed: Shuffle seed; with a seed, the order of every epoch is
             reproducible.
-        cache: False, True (cache in memory) or a file name prefix (cache on
-            disk). The cache sits before the shuffle, so it holds decoded
-            examples and each epoch is still shuffled differently.
+        cache: False, True (cache in memory), a file name prefix (cache on
+            disk), or "auto": in memory when the decoded examples are known to
+            take at most `CACHE_MEMORY_FRACTION` of the available memory (or
+            their size is unknown), else no cache with a `GBlendWarning` that
+            suggests a file prefix. The cache sits before the shuffle, so it
+            holds decoded examples and each epoch is still shuffled differently.
         repeat: Repeat forever (then pass `steps_per_epoch` to `fit`).
         drop_remainder: Drop the last, smaller batch.
         shuffle_buffer: Shuffle buffer size; default: the data set's size when
@@ -67,7 +147,7 @@ def finish(
         The batched, prefetched `tf.data.Dataset`.
 
     Raises:
-        ValueError: If `batch_size`, `shuffle` or `seed` is invalid.
+        ValueError: If `batch_size`, `shuffle`, `seed` or `cache` is invalid.
 
     Example:
 
@@ -76,6 +156,7 @@ def finish(
     [[0, 1], [2, 3], [4]]
     """
     _check_batching(batch_size, shuffle, seed)
+    cache = _resolve_cache(dataset, cache)
     if cache:
         dataset = dataset.cache("" if cache is True else os.fspath(cache))
     if shuffle:

@@ -118,14 +118,15 @@ def files_dataset(
     *,
     batch_size,
     shuffle,
-    cache=True,
+    cache="auto",
     **options,
 ):
     """A batched `tf.data.Dataset` that loads each modality from its own files.
 
     Example `i` is `({m: loaders[m](paths[m][i])}, y[i])`. Loading runs in
-    parallel, in a deterministic order; decoded examples are cached (in memory
-    by default) before the shuffle, so files are read once.
+    parallel, in a deterministic order; decoded examples are cached before the
+    shuffle (in memory by default, where they fit), so each file is read and
+    decoded once, in the first epoch, and later epochs read the cache.
 
     Args:
         paths: Dict from modality to a list of file paths, one per example (see
@@ -135,7 +136,10 @@ def files_dataset(
             `{"audio": audio.make_audio_map_fn(), "image": image_map_fn()}`.
         batch_size: Examples per batch.
         shuffle: Whether to shuffle the examples every epoch.
-        cache: See `finish`; on by default, so files are read once.
+        cache: "auto" (default): in memory where the decoded examples fit (see
+            `finish`); a file name prefix caches on disk, for data larger than
+            memory; False decodes every epoch (e.g. for random augmentation
+            inside a loader).
         **options: `seed`, `repeat`, `drop_remainder`, `shuffle_buffer`: see
             `finish`.
 

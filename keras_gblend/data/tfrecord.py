@@ -187,12 +187,14 @@ def tfrecord_dataset(
     shuffle,
     label_key=LABEL_KEY,
     num_examples=None,
+    cache="auto",
     **options,
 ):
     """A batched `tf.data.Dataset` of `({modality: x}, y)` read from TFRecord files.
 
     Files are read in the given order and parsed in parallel with a
-    deterministic order; then `finish` caches (decoded examples), shuffles,
+    deterministic order; then `finish` caches the parsed examples (in memory
+    by default, where they fit: records are read and parsed once), shuffles,
     batches and prefetches. The data set's cardinality is set to the number of
     records, so Keras knows the number of steps (with an unknown cardinality,
     Keras 3.15 warns "Your input ran out of data" after every pass, i.e. every
@@ -208,8 +210,11 @@ def tfrecord_dataset(
         num_examples: Number of records in the files, if known. Default: counted
             once here, by a pass over the raw records (no parsing). A wrong
             count raises `tf.errors.FailedPreconditionError` while iterating.
-        **options: `seed`, `cache`, `repeat`, `drop_remainder`,
-            `shuffle_buffer`: see `finish`.
+        cache: "auto" (default): in memory where the parsed examples fit;
+            a file name prefix caches on disk; False parses every epoch. See
+            `finish`.
+        **options: `seed`, `repeat`, `drop_remainder`, `shuffle_buffer`: see
+            `finish`.
 
     Returns:
         A `tf.data.Dataset` of `(features, labels)` batches.
@@ -242,7 +247,9 @@ def tfrecord_dataset(
         )
     dataset = records.apply(tf.data.experimental.assert_cardinality(num_examples))
     dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return finish(dataset, batch_size=batch_size, shuffle=shuffle, **options)
+    return finish(
+        dataset, batch_size=batch_size, shuffle=shuffle, cache=cache, **options
+    )
 
 
 def _expand_paths(paths):
