@@ -9,7 +9,7 @@
    visible `<!-- not run: reason -->` line right before it, reason required.
 2. Every name README.md and docs/*.md cite exists: dotted names in backticks
    of the package, its modules and the experiments (`keras_gblend.x.y`,
-   `estimation.HeadCopies`, `GBlendModel.head_model`), file paths
+   `head_copies.HeadCopies`, `GBlendModel.head_model`), file paths
    (`tests/...py`, `tools/...py`, `docs/...md`, ...) and test ids
    (`tests/test_x.py::test_name`, or `test_x.py::test_name` under tests/).
 """
@@ -63,8 +63,7 @@ def _blocks_of(text):
 _SMALL_MODEL = """
 import keras
 import numpy as np
-from keras_gblend import GBlendCallback, build_gblend_model, data
-from keras_gblend.model.encoders import mlp_encoder
+from keras_gblend import GBlendCallback, build_gblend_model, data, mlp_encoder
 
 _ds = data.make_synthetic(num_train=160, num_test=40, dim_b=16)
 _rename = lambda pair: ({"image": pair[0]["a"], "audio": pair[0]["b"]}, pair[1])
@@ -91,9 +90,9 @@ image_is_blank = np.arange(len(y_test)) % 3 == 0
 x = x_test
 """,
     "ogm_ge.md": """
-from keras_gblend.data.av_digits import load_av_digits
+from keras_gblend import data
 
-_train, _test = load_av_digits("train"), load_av_digits("test")
+_train, _test = data.load_av_digits("train"), data.load_av_digits("test")
 x, y = {m: v[:128] for m, v in _train.x.items()}, _train.y[:128]
 x_test = {m: v[:32] for m, v in _test.x.items()}
 """,
@@ -183,26 +182,40 @@ PATH = re.compile(
 TEST_ID = re.compile(r"(?<![\w/])((?:tests/)?[\w/]*test_\w+\.py)::(\w+)")
 
 
+# The public API: the eager names and those imported on first access.
+PUBLIC = set(keras_gblend.__all__) | set(keras_gblend._LAZY)
+# Module names the docs use for objects: `callback.estimates` is an instance.
+OBJECT_NAMES = {"callback"}
+
+
 @functools.cache
 def _module_names():
-    """Short module names a doc may cite: `estimation`, `pipelines`, `common`."""
+    """Short module names a doc may cite (`head_copies`, `pipelines`, `common`):
+    the experiments' modules first, then every module of the package."""
     names = {}
-    for package in ("keras_gblend", "keras_gblend.data", "experiments"):
-        path = os.path.join(REPO_ROOT, *package.split("."))
-        for info in pkgutil.iter_modules([path]):
-            names.setdefault(info.name, f"{package}.{info.name}")
+    for package in ("experiments", "keras_gblend"):
+        path = os.path.join(REPO_ROOT, package)
+        for info in pkgutil.walk_packages([path], prefix=f"{package}."):
+            short = info.name.rpartition(".")[2]
+            if not info.ispkg and short not in OBJECT_NAMES:
+                names.setdefault(short, info.name)
     return names
 
 
 def _resolve(dotted):
-    """The object `dotted` names, or None if it is not a package name."""
+    """The object `dotted` names, or None if it is not a package name.
+
+    A first part that is a public name (`estimators.paper`, `data.audio`) is
+    `keras_gblend.<name>`; otherwise an experiments module or a module of the
+    package, by its last name (`common.split`, `head_copies.HeadCopies`).
+    """
     first, *rest = dotted.split(".")
     if first == "keras_gblend" or first == "experiments":
         module, rest = first, rest
+    elif first in PUBLIC:
+        module, rest = "keras_gblend", [first, *rest]
     elif first in _module_names():
         module = _module_names()[first]
-    elif first in keras_gblend.__all__:
-        module, rest = "keras_gblend", [first, *rest]
     else:
         return None  # `model.fit`, `keras.callbacks...`: not this package's.
     obj = importlib.import_module(module)
@@ -267,15 +280,16 @@ def test_every_test_id_exists(source):
 
 def test_the_checks_find_what_they_look_for():
     text = (
-        "`keras_gblend.tf.distribute.apply_fixes()` and `estimation.HeadCopies`, "
-        "`GBlendModel.head_model`, `model.fit`; see tests/blend/test_head_copies.py and "
+        "`keras_gblend.tf.distribute.apply_fixes()` and `head_copies.HeadCopies`, "
+        "`GBlendModel.head_model`, `model.fit`; see "
+        "tests/blend/test_head_copies.py and "
         "`test_inference.py::test_bad_inputs_give_clear_errors`, DESIGN.md.\n"
         "```python\n`keras_gblend.nothing`\n```"
     )
     names = list(_dotted_names(text))
     assert names == [
         "keras_gblend.tf.distribute.apply_fixes",
-        "estimation.HeadCopies",
+        "head_copies.HeadCopies",
         "GBlendModel.head_model",
         "model.fit",
     ]
@@ -340,3 +354,106 @@ def test_class_weight_does_not_weight_the_measurement_as_method_md_says():
     weights = np.array([class_weight[c] for c in y])
     weighted = [np.average(v, weights=weights) for v in losses]
     assert not np.allclose(measured, weighted, rtol=1e-2)
+
+
+# Part 3: the docs use the public API only.
+
+# What a doc may import from: the package and its two public sub-packages.
+PUBLIC_MODULES = ("keras_gblend", "keras_gblend.data", "keras_gblend.baselines")
+# The map of the internals: it names every module by its path.
+INTERNALS = "docs/architecture.md"
+
+
+def _code_blocks(source):
+    return re.findall(r"```python\n(.*?)```", _read(source), flags=re.S)
+
+
+IMPORT = re.compile(
+    r"^[ \t]*(from[ \t]+keras_gblend\S*[ \t]+import[ \t]+(?:\([^)]*\)|.*)"
+    r"|import[ \t]+keras_gblend.*)$",
+    re.M,
+)
+
+
+def _package_imports(code):
+    """`(module, name)` for each package import of `code` (name None: `import m`).
+
+    Only the import statements are parsed: a doc fragment may elide the rest
+    (`model.fit(x, y, ...)`).
+    """
+    for statement in IMPORT.findall(code):
+        (node,) = ast.parse(statement.split("#")[0].strip()).body
+        if isinstance(node, ast.ImportFrom):
+            yield from ((node.module, alias.name) for alias in node.names)
+        else:
+            yield from ((alias.name, None) for alias in node.names)
+
+
+def test_the_public_api_is_complete_and_imports_no_tensorflow():
+    names = set(keras_gblend.__all__)
+    assert len(names) == len(keras_gblend.__all__), "a name listed twice"
+    missing = sorted(n for n in names if n not in vars(keras_gblend))
+    assert not missing, f"__all__ names what keras_gblend lacks: {missing}"
+    lazy = set(keras_gblend._LAZY)
+    assert not lazy & names and lazy <= set(dir(keras_gblend))
+    for name in sorted(lazy):
+        assert getattr(keras_gblend, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'OGMGEModel'"):
+        keras_gblend.OGMGEModel  # noqa: B018 (a competing method: baselines)
+    # TensorFlow-only modules stay unloaded (tests/backends/test_imports.py
+    # checks on JAX and PyTorch that TensorFlow itself is not imported).
+    code = (
+        "import sys\nfrom keras_gblend import *\n"
+        "print(*sorted(m for m in sys.modules if m.startswith(%r)))"
+    )
+    data_tf = ("audio", "datasets", "files", "pipelines", "tfrecord")
+    tf_only = ("keras_gblend.tf.", "keras_gblend.baselines") + tuple(
+        f"keras_gblend.data.{name}" for name in data_tf
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code % (tf_only,)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [], "imported with the package"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_docs_import_only_the_public_api(source):
+    imports = [i for code in _code_blocks(source) for i in _package_imports(code)]
+    private = sorted({m for m, _ in imports if m not in PUBLIC_MODULES})
+    assert not private, f"{source} imports from outside the public API: {private}"
+    for module, name in imports:
+        if name is not None:  # Every symbol it imports exists there.
+            assert getattr(importlib.import_module(module), name) is not None
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if s != INTERNALS])
+def test_the_docs_cite_the_package_by_its_public_names(source):
+    cited = {n for n in _dotted_names(_read(source)) if n.startswith("keras_gblend.")}
+    private = sorted(n for n in cited if n.split(".")[1] not in PUBLIC)
+    assert not private, f"{source} cites names outside the public API: {private}"
+
+
+def test_the_public_api_checks_find_what_they_look_for():
+    code = (
+        "import keras_gblend\nfrom keras_gblend import data\n"
+        "from keras_gblend.blend.formula import blend_weights\n"
+        "def f():\n    from keras_gblend.tf import export  # lazy\n"
+        "from keras_gblend import (\n    CSVLogger,\n    mlp_encoder,\n)\n"
+        "model.fit(x, y, ...)\n"
+    )
+    assert list(_package_imports(code)) == [
+        ("keras_gblend", None),
+        ("keras_gblend", "data"),
+        ("keras_gblend.blend.formula", "blend_weights"),
+        ("keras_gblend.tf", "export"),
+        ("keras_gblend", "CSVLogger"),
+        ("keras_gblend", "mlp_encoder"),
+    ]
+    assert "export_saved_model" in PUBLIC and "data" in PUBLIC
+    assert "formula" not in PUBLIC and "tf" not in PUBLIC

@@ -1,1 +1,12 @@
-"""G-Blend's math and measurement: weights, estimators, the record, per-head losses, head copies."""
+"""G-Blend's math and its measurement; no Keras model is built here.
+
+Modules:
+    formula: the weights `w_k = (dG_k / dO_k^2) / Z` from per-head losses, and
+        their scales (pure numpy).
+    estimators: from the measurements so far to one set of weights (the
+        paper's, windowed, robust, the fused-head floor).
+    state: the record (measurements, estimates) and its state file.
+    measure: each head's loss on `T'` and `V`, in inference mode.
+    head_copies: offline and exact-online estimation on trained copies of the
+        heads' sub-models.
+"""

@@ -1,1 +1,7 @@
-"""What every layer uses: warning categories and messages, atomic file writes."""
+"""What every layer may use; imports nothing else of the package.
+
+Modules:
+    messages: the warning categories (`GBlendWarning`), the estimate lines, and
+        the argument checks they word.
+    io_utils: atomic writes of the files the package writes.
+"""

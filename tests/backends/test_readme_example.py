@@ -14,9 +14,10 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 HEADING = "## Use it on your own data"
-EXPORT = """from keras_gblend import export  # the SavedModel export needs TensorFlow
-
-export.export_saved_model(model, "served/")"""
+EXPORT = (
+    "from keras_gblend import export_saved_model  # SavedModel export: needs TensorFlow"
+    '\n\nexport_saved_model(model, "served/")'
+)
 
 
 def readme_example():
