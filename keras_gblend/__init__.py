@@ -20,8 +20,8 @@ Example:
 >>> estimate = keras_gblend.blend_weights(d_g=[0.2, 0.1], d_o=[0.1, 0.1])
 >>> estimate.weights.round(3).tolist()
 [0.667, 0.333]
->>> keras_gblend.export_saved_model.__module__
-'keras_gblend.tf.export'
+>>> "export_saved_model" in dir(keras_gblend)  # imported on first access
+True
 
 References:
     Wang, Tran, Feiszli. "What Makes Training Multi-Modal Classification Networks

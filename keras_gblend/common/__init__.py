@@ -4,4 +4,6 @@ Modules:
     messages: the warning categories (`GBlendWarning`), the estimate lines, and
         the argument checks they word.
     io_utils: atomic writes of the files the package writes.
+    tf_gate: `require_tensorflow`, the gate in front of every TensorFlow-only
+        module: it says what to install or set when TensorFlow is missing.
 """

@@ -13,7 +13,7 @@ zero padding) at log(1e-3) = -6.9, just under the recordings' own noise floor.
 Needs TensorFlow installed (any Keras backend).
 """
 
-from keras_gblend.tf.support import require_tensorflow
+from keras_gblend.common.tf_gate import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.data.audio (log-mel audio features)")
 

@@ -23,8 +23,8 @@ import warnings
 import numpy as np
 
 from keras_gblend.common.messages import GBlendWarning
+from keras_gblend.common.tf_gate import require_tensorflow
 from keras_gblend.data.arrays import check_pair
-from keras_gblend.tf.support import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.data pipelines (tf.data input pipelines)")
 

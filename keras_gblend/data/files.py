@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from keras_gblend.common.tf_gate import require_tensorflow
 from keras_gblend.data.arrays import check_pair
 from keras_gblend.data.datasets import AUTOTUNE, finish
-from keras_gblend.tf.support import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.data.files (tf.data file loaders)")
 

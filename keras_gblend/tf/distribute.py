@@ -60,7 +60,7 @@ import warnings
 
 import keras
 
-from keras_gblend.tf.support import require_tensorflow
+from keras_gblend.common.tf_gate import require_tensorflow
 
 tf = require_tensorflow(
     "keras_gblend.tf.distribute (tf.distribute strategies and fixes)", backend=True

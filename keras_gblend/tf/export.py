@@ -27,9 +27,9 @@ import os
 
 import keras
 
+from keras_gblend.common.tf_gate import require_tensorflow
 from keras_gblend.model import prediction
 from keras_gblend.model.gblend_model import FUSED, GBlendModel
-from keras_gblend.tf.support import require_tensorflow
 
 tf = require_tensorflow("keras_gblend.tf.export (SavedModel export)", backend=True)
 

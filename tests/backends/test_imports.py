@@ -14,7 +14,7 @@ import sys
 import keras
 import pytest
 
-from keras_gblend.tf import support
+from keras_gblend.common import tf_gate as support
 from tests.conftest import REPO_ROOT
 
 TF_ONLY = {

@@ -7,6 +7,8 @@ synthetic and AV-Digits arrays) is backend-neutral: it runs under
 export are TensorFlow's own; their modules call `require_tensorflow` at import
 time, so using one without TensorFlow (or, where the Keras backend matters, on
 another backend) fails at once with a message saying what to install or set.
+It sits in `common`, the lowest layer, because the `tf.data` modules of
+`keras_gblend.data` pass through it as well as `keras_gblend.tf`.
 """
 
 from __future__ import annotations
