@@ -207,8 +207,21 @@ def machine():
 
 
 def measure(settings):
-    """Every question on the current backend, as a dict (see the module doc)."""
+    """Every question on the current backend, as a dict (see the module doc).
+
+    With `settings.mirrored` (TensorFlow only), every model is built in the
+    scope of a `tf.distribute.MirroredStrategy` over the visible GPUs.
+    """
     import keras
+
+    if settings.mirrored:
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy().scope():
+            settings.mirrored = False
+            result = measure(settings)
+        result["settings"]["mirrored"] = True
+        return result
 
     train, subset, heldout = load_task(settings.num_train, settings.subset_size)
     load_before = os.getloadavg()
@@ -264,8 +277,9 @@ def table(result):
         ),
         ("one forward pass over T' and V, ms", run["forward_ms"], 0),
     ]
+    strategy = ", MirroredStrategy" if result["settings"].get("mirrored") else ""
     lines = [
-        f"Backend {result['backend']} (Keras {result['keras']}), "
+        f"Backend {result['backend']}{strategy} (Keras {result['keras']}), "
         f"{result['settings']['rounds']} interleaved rounds, median (min - max); "
         f"load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after.",
         "",
@@ -288,8 +302,9 @@ def combined_table(results):
     ]
     for r in results:
         step, run = r["step"], r["run"]
+        name = r["backend"] + (" (Mirrored)" if r["settings"].get("mirrored") else "")
         lines.append(
-            f"| {r['backend']} | {step['plain_ms']['median']:.1f} "
+            f"| {name} | {step['plain_ms']['median']:.1f} "
             f"| {step['plain_ms']['median'] / base:.2f} "
             f"| {_cell(step['gblend_over_plain'], digits=3)} "
             f"| {_cell(run['in_situ_over_naive'], digits=3)} "
@@ -305,6 +320,9 @@ def parse(argv=None):
     parser.add_argument("--epochs", type=int, default=6, help="epochs per run")
     parser.add_argument("--num_train", type=int, default=None, help="train examples")
     parser.add_argument("--subset_size", type=int, default=1000, help="|T'|")
+    parser.add_argument(
+        "--mirrored", action="store_true", help="MirroredStrategy (TensorFlow)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke setting")
     parser.add_argument("--output", default=None, help="markdown table (file)")
     parser.add_argument("--json", default=None, help="the numbers (file)")

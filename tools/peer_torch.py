@@ -84,14 +84,20 @@ def make_net(num_classes=10, dropout=0.5):
     return PeerNet()
 
 
+def device():
+    """ "cuda" where PyTorch sees a GPU (Keras's torch backend uses it too)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def to_tensors(pair):
     import torch
 
     x, y = pair
-    return (
-        torch.from_numpy(np.ascontiguousarray(x["image"])),
-        torch.from_numpy(np.ascontiguousarray(x["audio"])),
-        torch.from_numpy(y.astype(np.int64)),
+    return tuple(
+        torch.from_numpy(np.ascontiguousarray(v)).to(device())
+        for v in (x["image"], x["audio"], y.astype(np.int64))
     )
 
 
@@ -114,7 +120,7 @@ def peer_losses(net, data, batch_size=256):
             )
             totals = batch if totals is None else totals + batch
     net.train()
-    return (totals / len(y)).numpy()
+    return (totals / len(y)).cpu().numpy()
 
 
 def peer_weights(before, after, min_weight=MIN_WEIGHT):
@@ -142,14 +148,14 @@ def peer_run(train, subset, heldout, epochs, batch_size=64, seed=0):
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    net = make_net()
+    net = make_net().to(device())
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     image, audio, y = to_tensors(train)
     subset, heldout = to_tensors(subset), to_tensors(heldout)
-    weights = torch.full((3,), 1 / 3)
+    weights = torch.full((3,), 1 / 3, device=device())
     previous, estimates = None, []
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(y))
+        order = torch.randperm(len(y), device=device())
         for i in range(0, len(y), batch_size):
             rows = order[i : i + batch_size]
             out = net(image[rows], audio[rows])
@@ -164,7 +170,7 @@ def peer_run(train, subset, heldout, epochs, batch_size=64, seed=0):
             if previous is not None:
                 new = peer_weights(previous, now)
                 if new is not None:
-                    weights = torch.as_tensor(new, dtype=torch.float32)
+                    weights = torch.as_tensor(new, dtype=torch.float32, device=device())
             previous = now
             estimates.append(time.perf_counter() - tick)
     return time.perf_counter() - start, estimates
@@ -252,6 +258,7 @@ def measure(settings):
     summary = bench_overhead.summary
     return {
         "torch": torch.__version__,
+        "device": device(),
         "keras": keras.__version__,
         "settings": vars(settings),
         "examples": {
@@ -282,7 +289,8 @@ def table(result):
         ("one estimate, ms", estimate["peer"], estimate["keras_gblend"], None, 0),
     ]
     lines = [
-        f"PyTorch {result['torch']}, Keras {result['keras']} on the torch backend, "
+        f"PyTorch {result['torch']} ({result['device']}), Keras "
+        f"{result['keras']} on the torch backend, "
         f"{result['settings']['epochs']} epochs per run, "
         f"{result['settings']['rounds']} interleaved rounds, median (min - max); "
         f"load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after.",
