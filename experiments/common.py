@@ -1,7 +1,10 @@
-"""What every experiment shares: data sets, settings, the model, the split.
+"""What every experiment shares: data sets, settings, the model, the split, and
+what a method gets (`Context`) and gives back (`Outcome`).
 
-The methods themselves are in `experiments.methods`; `train.py`, `compare.py`
-and `sensitivity.py` are thin absl programs over both. Every method trains on
+The methods are the rows of `experiments.methods.METHODS` (written in
+`experiments.rows` and `experiments.study_rows`), run by
+`experiments.methods.run_method`; the programs (`train`, `compare`, `crossval`,
+...) only choose rows and format tables. Every method trains on
 the same trained part of the training split; the held-out set `V` (a stratified
 or, for AV-Digits, speaker-grouped split of the training data) is used only for
 G-Blend's estimates and by early stopping. The test split is used once, for the
@@ -12,14 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
+import os
 
 import keras
 import numpy as np
-from absl import app, flags
+import tensorflow as tf
 
-from keras_gblend import build_gblend_model, data
+from keras_gblend import FUSED, build_gblend_model, data
+from keras_gblend.data import av_digits, mfeat
 from keras_gblend.model import encoders
+from keras_gblend.tf import distribute
 
 DATASETS = ("synthetic", "av_digits", "mfeat")
 
@@ -82,14 +87,10 @@ def load_task(name, config=Config(), seed=0):
         ds = data.make_synthetic(sep_b=config.sep_b, seed=seed)
         return Task(name, ds.train, ds.test, None, ds.num_classes)
     if name == "av_digits":
-        from keras_gblend.data import av_digits
-
         train = av_digits.load_av_digits("train")
         test = av_digits.load_av_digits("test")
         return Task(name, (train.x, train.y), (test.x, test.y), train.speakers, 10)
     if name == "mfeat":
-        from keras_gblend.data import mfeat
-
         return Task(name, mfeat.load_mfeat("train"), mfeat.load_mfeat("test"), None, 10)
     raise ValueError(f"`dataset` must be one of {list(DATASETS)}. Received {name!r}.")
 
@@ -136,7 +137,8 @@ def make_branches(task, config, dropout=0.0):
     return branches
 
 
-def _optimizer(config):
+def optimizer(config):
+    """The SGD (with momentum) every method trains with."""
     return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
 
 
@@ -156,119 +158,24 @@ def split(task, config, seed=0):
     return train, data.sample_subset(train, config.subset_size, seed=seed), heldout
 
 
-def build_model(task, config, weights=None, dropout=0.0):
-    """The compiled `GBlendModel` every method trains (SGD with momentum)."""
+def build_model(task, config, weights=None, dropout=0.0, fusion="concat"):
+    """The compiled `GBlendModel` every method trains (SGD with momentum).
+
+    `fusion`: `build_gblend_model`'s (a name, or a function of the features).
+    """
     model = build_gblend_model(
         make_branches(task, config, dropout=dropout),
         task.num_classes,
         dropout=dropout,
+        fusion=fusion,
         initial_blend_weights=weights,
     )
     model.compile(
-        optimizer=_optimizer(config),
+        optimizer=optimizer(config),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model
-
-
-def parse_overrides(items):
-    """Parses `name=value` strings into `Config` field overrides.
-
-    Args:
-        items: Strings `name=value`, `name` a `Config` field (see `config_help`).
-
-    Returns:
-        A dict from field name to the value, converted to the field's type.
-
-    Raises:
-        ValueError: If a name is not a `Config` field, the value is missing, or
-            it does not convert to the field's type.
-
-    Example:
-
-    >>> parse_overrides(["epochs=5", "min_weight=0.1"])
-    {'epochs': 5, 'min_weight': 0.1}
-    """
-    fields = {f.name: f.type for f in dataclasses.fields(Config)}
-    overrides = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if name not in fields or not value:
-            raise ValueError(
-                f"`--config` items must be name=value with name one of: "
-                f"{config_help()}. Received {item!r}."
-            )
-        convert = {"float": float, "int": int}.get(fields[name], str)
-        try:
-            overrides[name] = convert(value)
-        except ValueError:
-            raise ValueError(
-                f"`--config` item {name!r} must be a {fields[name]}. "
-                f"Received {value!r}."
-            ) from None
-    return overrides
-
-
-def config_help():
-    """The `Config` fields as `name (type, default)`, for flag help and errors.
-
-    Example:
-
-    >>> config_help()[:39]
-    'epochs (int, 30), batch_size (int, 64),'
-    """
-    return ", ".join(
-        f"{f.name} ({f.type}, {f.default})" for f in dataclasses.fields(Config)
-    )
-
-
-def make_config(overrides=(), **settings):
-    """A `Config` from keyword settings, then `name=value` overrides (which win).
-
-    Args:
-        overrides: `--config` items, as `parse_overrides` reads them.
-        **settings: `Config` fields.
-
-    Returns:
-        A `Config`.
-
-    Raises:
-        absl.app.UsageError: If an override is invalid (the command-line
-            programs print its message and their usage, no traceback).
-
-    Example:
-
-    >>> make_config(["epochs=3"], epochs=10, sep_b=1.0).epochs
-    3
-    """
-    try:
-        settings.update(parse_overrides(overrides))
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
-    return dataclasses.replace(Config(), **settings)
-
-
-def define_shared_flags():
-    """Defines the flags every program shares: `--config`, `--strategy`,
-    `--deterministic`."""
-    flags.DEFINE_list(
-        "config",
-        [],
-        "Config overrides name=value,... (e.g. super_epoch=5,sep_b=2.5; they win "
-        f"over the other flags); names (type, default): {config_help()}.",
-    )
-    flags.DEFINE_enum(
-        "strategy",
-        "default",
-        ["default", "mirrored", "multi_worker"],
-        "tf.distribute strategy (docs/robustness.md, 'Several GPUs').",
-    )
-    flags.DEFINE_bool(
-        "deterministic",
-        True,
-        "Deterministic TensorFlow ops: the same seed gives the same numbers.",
-    )
 
 
 def enable_determinism():
@@ -277,8 +184,6 @@ def enable_determinism():
     Without it a seed's accuracy moves by up to about a point between runs on a
     multi-core CPU (thread scheduling changes the order of float sums).
     """
-    import tensorflow as tf
-
     tf.config.experimental.enable_op_determinism()
 
 
@@ -286,21 +191,96 @@ def strategy_scope(strategy):
     """The scope of the named `tf.distribute` strategy (`"default"`: none)."""
     if strategy == "default":
         return contextlib.nullcontext()
-    from keras_gblend.tf import distribute
-
     return distribute.get_strategy(strategy).scope()
 
 
-def run_program(main):
-    """`absl.app.run(main)`, except for `--help`: the program's own flags and the
-    shared ones (`define_shared_flags`), then exit status 0.
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Everything a method needs: what to train on, with which settings.
 
-    absl ends `--help` with status 1, which reads as a failure to a user or a
-    script checking the status, and lists only the main module's flags.
+    Attributes:
+        task: The `Task`.
+        config: The `Config`.
+        seed: Seed of the split, the initialisation and the data order.
+        train: The trained part of the training split, an `(x, y)` pair.
+        subset: `T'`, a fixed subset of `train`.
+        heldout: `V`, held out from the training split (never trained on).
+        method: Name of the method being run.
+        verbose: Keras verbosity of `fit` and of the G-Blend callback.
+        state_path: Where a G-Blend method writes its state file, or None.
     """
-    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
-        doc = (sys.modules["__main__"].__doc__ or "").strip()
-        print(f"{doc}\n\nflags:\n\n{flags.FLAGS.main_module_help()}")
-        print(flags.FLAGS.module_help(sys.modules[__name__]))
-        sys.exit(0)
-    app.run(main)
+
+    task: Task
+    config: Config
+    seed: int
+    train: tuple
+    subset: tuple
+    heldout: tuple
+    method: str = ""
+    verbose: int = 0
+    state_path: str | None = None
+
+    def fresh_state_path(self):
+        """`state_path` with any file left there removed (the callback would
+        resume from it), or None."""
+        if self.state_path and os.path.exists(self.state_path):
+            os.remove(self.state_path)
+        return self.state_path
+
+
+# `Outcome.output` for "the model's output mode" rather than one head.
+OUTPUT = "output"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One trained model, as a method returns it.
+
+    Attributes:
+        model: A `GBlendModel`, or a single-output model (uni-modal, OGM-GE).
+        name: Row name; None: the method's name.
+        output: The head the model answers with (its `accuracy`), or `OUTPUT`:
+            the model's output mode (`predict_output`, e.g. chosen on `V`).
+        state_path: The G-Blend state file written while training, if any.
+        blend_state: The callback's `BlendState` after training (online
+            G-Blend), or None.
+        weights: Blend weights to report; None: the model's (for `GBlendModel`).
+        extra: Method-specific result fields, copied into the row.
+    """
+
+    model: keras.Model
+    name: str | None = None
+    output: str = FUSED
+    state_path: str | None = None
+    blend_state: object = None
+    weights: dict | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def make_context(task, config, seed=0, **kwargs):
+    """Seeds every RNG with `seed`, splits the task, returns the `Context`.
+
+    Example:
+
+    >>> ds = data.make_synthetic(num_train=60, num_test=10, dim_b=4, seed=0)
+    >>> task = Task("synthetic", ds.train, ds.test, None, ds.num_classes)
+    >>> ctx = make_context(task, Config(subset_size=20))
+    >>> len(ctx.train[1]) + len(ctx.heldout[1]), len(ctx.subset[1])
+    (60, 20)
+    """
+    keras.utils.set_random_seed(seed)
+    train, subset, heldout = split(task, config, seed)
+    return Context(task, config, seed, train, subset, heldout, **kwargs)
+
+
+def fit(ctx, model, callbacks=(), **kwargs):
+    """Trains `model` on `ctx.train` for `ctx.config`'s epochs; returns it."""
+    model.fit(
+        *ctx.train,
+        epochs=ctx.config.epochs,
+        batch_size=ctx.config.batch_size,
+        callbacks=list(callbacks),
+        verbose=ctx.verbose,
+        **kwargs,
+    )
+    return model

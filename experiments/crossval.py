@@ -1,9 +1,10 @@
 r"""Speaker-fold cross-validation: the fair comparison protocol on AV-Digits.
 
-Usage (RESULTS.md's table, ~45 min on 2 shared cores; `--preset=smoke`: seconds):
+Usage (RESULTS.md's table, ~60 min on 2 shared cores; `--preset=smoke`: seconds):
 
-    python -m experiments.crossval --runner=experiments.study_fused:run_any --seeds=5 \
-        --methods=unimodal,naive,dropout,gblend_online,gblend_recipe,uniform_heads_dropout
+    python -m experiments.crossval --seeds=5 \
+        --evaluations=modes,audio_shuffled_accuracy,weight_history \
+        --methods=unimodal,naive,dropout,uniform_heads_dropout,gblend_offline_recipe,recipe_paper
 
 Protocol: the pooled AV-Digits speakers (train + test splits, 6 speakers) are cut
 into `--folds` folds of whole speakers; each fold tests its speakers (every
@@ -11,30 +12,29 @@ speaker once) and trains on the others, with `V` = whole training speakers. Each
 method's learning rate is chosen per fold on `V` only, from one grid shared by all
 methods: a selection run gets a `Task` whose test split IS `V`
 (`selection_task`), so the fold's test speakers are never an argument of
-selection (`tests/experiments/test_crossval.py` proves it with a test split that raises when
-read). Then each method trains with its rate, once per seed, and is scored on the
-fold's test speakers (output head and heads' ensemble). The report gives per
-method the mean, paired differences against image-only and naive fusion with 95%
-t-intervals over the (fold, seed) pairs, and win counts.
+selection (`tests/experiments/test_crossval.py` proves it with a test split that
+raises when read). Then each method trains with its rate, once per seed, and is
+scored on the fold's test speakers (output head and heads' ensemble). The report
+gives per method the mean, paired differences against image-only and naive fusion
+with 95% t-intervals over the (fold, seed) pairs, and win counts.
 
-Runs go through a harness run function `run_fn(method, task, config, seed) ->
-rows` (default `experiments.methods.run_method`), so new methods plug in without
-a change here. Every finished run is appended to a JSONL file: a killed run
-continues where it stopped.
+Runs go through `experiments.methods.run_method` (any row of `METHODS`; the
+program's `--evaluations` choose its extra result fields), or a run function
+`run_fn(method, task, config, seed) -> rows` given to `run_protocol`. Every
+finished run is appended to a JSONL file: a killed run continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import json
+import functools
 import os
 import time
 
 import numpy as np
 from absl import app, flags
 
-from experiments import common
+from experiments import cli, common, evaluations
 from experiments.cv_report import (  # noqa: F401 (re-exported)
     BASELINES,
     format_table,
@@ -42,8 +42,11 @@ from experiments.cv_report import (  # noqa: F401 (re-exported)
     summarise,
     t_quantile,
 )
+from experiments.ledger import Ledger
+from experiments.methods import run_method
 from keras_gblend import data
 from keras_gblend.data import mfeat
+from keras_gblend.data.synthetic import memorisable_modality
 
 DEFAULT_GRID = (0.003, 0.01, 0.03)
 
@@ -78,8 +81,6 @@ MEMORISABLE_SIGNAL = 2.0  # The weak modality alone: about 30% (10 classes).
 def pooled_memorisable(signal=MEMORISABLE_SIGNAL, seed=0):
     """AV-Digits' images paired with a weak modality memorised example by
     example (`data.synthetic.memorisable_modality`, 1024-d), speakers kept."""
-    from keras_gblend.data.synthetic import memorisable_modality
-
     x, y, speakers = pooled_av_digits()
     code = memorisable_modality(y, signal=signal, num_classes=10, seed=seed)
     return {"image": x["image"], "code": code}, y, speakers
@@ -151,48 +152,6 @@ def selection_task(task, config, seed):
     groups = None if task.groups is None else np.asarray(task.groups)[rows]
     train, heldout = data.take(task.train, rows), data.take(task.train, heldout)
     return common.Task(f"{task.name}/select", train, heldout, groups, task.num_classes)
-
-
-class Ledger:
-    """The resumable JSONL results file: one line per finished run."""
-
-    def __init__(self, path, header):
-        self.path, self.records = path, {}
-        if path and os.path.exists(path):
-            with open(path) as handle:
-                for line in handle:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # blank, or the half-written line of a killed run
-                    if record.get("kind") == "header" and record["header"] != header:
-                        raise ValueError(
-                            f"`output` {path!r} holds another setting's results "
-                            f"({record['header']}); expected {header}. Use a new file."
-                        )
-                    self.records[self._key(record)] = record
-        elif path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._append({"kind": "header", "header": header})
-
-    @staticmethod
-    def _key(record):
-        return tuple(record.get(k) for k in ("kind", "fold", "method", "lr", "seed"))
-
-    def _append(self, record):
-        if self.path:
-            with open(self.path, "a") as handle:  # "\n" first: after a torn line
-                handle.write("\n" + json.dumps(record) + "\n")
-
-    def run(self, key, fn, *args):
-        """The rows recorded under `key`, running `fn(*args)` first if none are."""
-        kind, fold, method, lr, seed = key
-        if key not in self.records:
-            record = dict(kind=kind, fold=fold, method=method, lr=lr, seed=seed)
-            record["rows"] = json.loads(json.dumps(fn(*args), default=float))
-            self.records[key] = record
-            self._append(record)
-        return self.records[key]["rows"]
 
 
 def _result(fold, seed, lr, row):
@@ -277,7 +236,8 @@ def run_protocol(
         folds, seeds: Speaker folds; seeds 0..seeds-1 per fold.
         grid: Learning rates every method's selection tries.
         output: JSONL results file (resumed if it exists) or None.
-        run_fn: `run_fn(method, task, config, seed) -> rows` (`methods.run_method`).
+        run_fn: `run_fn(method, task, config, seed) -> rows`; None:
+            `methods.run_method`.
         log: Progress printer.
         name, standardise: The data set's name and the modalities
             re-standardised per fold (see `fold_task`).
@@ -289,8 +249,7 @@ def run_protocol(
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
         weights` (accuracies in %), one per result row.
     """
-    run_fn = run_fn or importlib.import_module("experiments.methods").run_method
-    run_fn = _not_recorded if recorded_only else run_fn
+    run_fn = _not_recorded if recorded_only else run_fn or run_method
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
     if name != "av_digits":  # Files written before `--dataset` keep their header.
         header["dataset"] = name
@@ -344,12 +303,18 @@ FLAGS = flags.FLAGS
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
     flags.DEFINE_enum("dataset", "av_digits", list(POOLS), "Pooled data set.")
-    flags.DEFINE_list("methods", None, "Methods of the harness (overrides preset).")
+    flags.DEFINE_list(
+        "methods", None, "Rows of experiments.methods.METHODS (overrides preset)."
+    )
     flags.DEFINE_integer("folds", None, "Speaker folds (overrides preset).")
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
     flags.DEFINE_list("lr_grid", None, "Learning-rate grid (overrides preset).")
-    flags.DEFINE_list("config", [], "Extra Config overrides as name=value.")
-    flags.DEFINE_string("runner", "experiments.methods:run_method", "module:run_fn")
+    flags.DEFINE_list(
+        "evaluations",
+        list(evaluations.DEFAULT),
+        f"Extra result fields of every run, from {list(evaluations.EVALUATIONS)}.",
+    )
+    cli.define_config_flag()
     flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
     flags.DEFINE_string(
         "output", "runs/crossval/results.jsonl", "Resumable JSONL file."
@@ -358,9 +323,14 @@ def _define_flags():
 
 def main(argv):
     del argv
-    preset, (module, name) = PRESETS[FLAGS.preset], FLAGS.runner.split(":")
-    overrides = dict(preset["config"], **common.parse_overrides(FLAGS.config))
-    config = dataclasses.replace(common.Config(), **overrides)
+    preset = PRESETS[FLAGS.preset]
+    config = cli.make_config(FLAGS.config, **preset["config"])
+    unknown = sorted(set(FLAGS.evaluations) - set(evaluations.EVALUATIONS))
+    if unknown:
+        raise app.UsageError(
+            f"--evaluations: unknown {unknown}; choose from "
+            f"{list(evaluations.EVALUATIONS)}."
+        )
     grid = FLAGS.lr_grid or preset["grid"]
     load_pool, standardise = POOLS[FLAGS.dataset]
     results = run_protocol(
@@ -371,7 +341,7 @@ def main(argv):
         seeds=FLAGS.seeds or preset["seeds"],
         grid=tuple(float(v) for v in grid),
         output=FLAGS.output,
-        run_fn=getattr(importlib.import_module(module), name),
+        run_fn=functools.partial(run_method, evaluations=tuple(FLAGS.evaluations)),
         name=FLAGS.dataset,
         standardise=standardise,
     )
@@ -384,4 +354,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run_program(main)

@@ -4,9 +4,9 @@ Usage (about 10 minutes of CPU for 3 seeds on AV-Digits, 2 cores):
 
     python -m experiments.inference_study --seeds=0,1,2 --output=runs/inference.json
 
-Trains, on the experiments' split of AV-Digits (`common.load_task`, `common.split`,
-`common.build_model`, 30 epochs of SGD with momentum): naive fusion, in-situ
-G-Blend, G-Blend + dropout, and one uni-modal model per modality. For every
+Trains, with `methods.run_method` on the experiments' split of AV-Digits (30
+epochs of SGD with momentum), the rows `naive`, `gblend_online` (in-situ
+G-Blend), `gblend_dropout` and `unimodal` (one model per modality). For every
 multi-head model it fits the `"weighted"` mode's weights on the held-out set `V`
 (`GBlendModel.fit_output_weights`), then reports test accuracy of every head and
 every output mode, and with the image or the audio removed at test time: the
@@ -27,7 +27,7 @@ from absl import app, flags
 from experiments import common, methods
 from keras_gblend.common import io_utils
 from keras_gblend.model.gblend_model import FUSED
-from keras_gblend.model.prediction import MODES, accuracy
+from keras_gblend.model.prediction import MODES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of split, initialisation, order.")
@@ -36,63 +36,26 @@ flags.DEFINE_string("dataset", "av_digits", "Built-in data set.")
 flags.DEFINE_string("output", "runs/inference.json", "Where the results go.")
 flags.DEFINE_list("render", [], "Only print the tables of these result files.")
 
-METHODS = ("naive", "gblend", "gblend_dropout")
-
-
-# This study's names -> the experiments' methods (experiments/methods.py).
-HARNESS = {
-    "naive": "naive",
-    "gblend": "gblend_online",
-    "gblend_dropout": "gblend_dropout",
-}
-
-
-def train(method, task, config, seed):
-    """Trains one multi-head `method` with the experiments' own method function;
-    returns the model and `V`."""
-    ctx = methods.make_context(task, config, seed)
-    return methods.METHODS[HARNESS[method]](ctx).model, ctx.heldout
-
-
-def unimodal_accuracies(task, config, seed):
-    """Trains one uni-modal model per modality; returns their test accuracies."""
-    (x, y), ctx = task.test, methods.make_context(task, config, seed)
-    return {
-        o.output: accuracy(o.model.predict({o.output: x[o.output]}, verbose=0), y)
-        for o in methods.unimodal(ctx)
-    }
-
-
-def missing_accuracies(model, task):
-    """Per removed modality: the model's own output, and its mean-imputed fused head."""
-    (x, y), (train_x, _) = task.test, task.train
-    result = {}
-    for removed in model.modalities:
-        kept = {m: v for m, v in x.items() if m != removed}
-        imputed = dict(x)
-        imputed[removed] = np.broadcast_to(
-            train_x[removed].mean(axis=0), x[removed].shape
-        ).astype(x[removed].dtype)
-        fused = model.predict(imputed, verbose=0)[FUSED]
-        result[removed] = {
-            "output": accuracy(model.predict_output(kept), y),
-            "fused_imputed": accuracy(fused, y),
-        }
-    return result
+# Rows of `experiments.methods.METHODS` with several heads.
+METHODS = ("naive", "gblend_online", "gblend_dropout")
 
 
 def run_seed(task, config, seed):
-    """Every measurement of one seed, as a dict."""
-    row = {"seed": seed, "unimodal": unimodal_accuracies(task, config, seed)}
+    """Every measurement of one seed, as a dict (`evaluations.missing_modalities`
+    of each multi-head row; the uni-modal models' test accuracies)."""
+    unimodal = methods.run_method("unimodal", task, config, seed)
+    row = {
+        "seed": seed,
+        "unimodal": {r["method"][len("unimodal_") :]: r["accuracy"] for r in unimodal},
+    }
     for method in METHODS:
-        model, heldout = train(method, task, config, seed)
-        weights = model.fit_output_weights(heldout)
-        row[method] = {
-            **model.evaluate_outputs(*task.test),
-            "output_weights": weights,
-            "blend_weights": model.get_blend_weights(),
-            "missing": missing_accuracies(model, task),
-        }
+        (result,) = methods.run_method(
+            method, task, config, seed, evaluations=("missing_modalities",)
+        )
+        measured = dict(result["missing_modalities"])
+        missing = measured.pop("missing")
+        row[method] = {**measured, "blend_weights": result["weights"]}
+        row[method]["missing"] = missing
         print(json.dumps({"seed": seed, "method": method, **row[method]}), flush=True)
     return row
 

@@ -29,6 +29,16 @@ IN_SITU = (
     "gblend_recipe",
     "gblend_default",
     "gblend_default_num_heads",
+    "gblend_x3",
+    "gblend_x3_floor",
+    "gblend_x3_stop",
+    "gblend_x3_dropout",
+    "recipe_paper",
+    "recipe_uncertain",
+    "recipe_windowed",
+    "recipe_robust",
+    "recipe_rate",
+    "recipe_rate_uncertain",
 )
 IN_SITU_NOTE = (
     "Why in-situ weights swing between estimates: each estimate is made anew from "

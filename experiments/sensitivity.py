@@ -20,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from experiments import common, methods
+from experiments import cli, common, methods
 from keras_gblend.common import io_utils
 
 GRID = {
@@ -40,10 +40,10 @@ flags.DEFINE_integer("seeds", 2, "Seeds 0..n-1.")
 flags.DEFINE_integer("epochs", common.Config.epochs, "Training epochs.")
 flags.DEFINE_list("params", list(GRID), "Which settings to vary.")
 flags.DEFINE_string("output_dir", "runs/sensitivity", "Where results are written.")
-flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops.")
+cli.define_shared_flags()
 
 
-def sweep(dataset, method, seeds, base, params, output_dir):
+def sweep(dataset, method, seeds, base, params, output_dir, strategy="default"):
     """Runs the grid; returns the list of result entries (also written to disk)."""
     results = []
     start = time.perf_counter()
@@ -53,7 +53,9 @@ def sweep(dataset, method, seeds, base, params, output_dir):
             config = dataclasses.replace(base, **{param: value})
             acc = []
             for seed, task in tasks.items():
-                (row,) = methods.run_method(method, task, config, seed=seed)
+                (row,) = methods.run_method(
+                    method, task, config, seed=seed, strategy=strategy
+                )
                 acc.append(100 * row["accuracy"])
             results.append(
                 dict(
@@ -98,13 +100,19 @@ def main(argv):
         raise app.UsageError(f"Unknown --params {unknown}; choose from {list(GRID)}.")
     if FLAGS.deterministic:
         common.enable_determinism()
-    base = dataclasses.replace(common.Config(), epochs=FLAGS.epochs)
+    base = cli.make_config(FLAGS.config, epochs=FLAGS.epochs)
     sweep(
-        FLAGS.dataset, FLAGS.method, FLAGS.seeds, base, FLAGS.params, FLAGS.output_dir
+        FLAGS.dataset,
+        FLAGS.method,
+        FLAGS.seeds,
+        base,
+        FLAGS.params,
+        FLAGS.output_dir,
+        FLAGS.strategy,
     )
     with open(os.path.join(FLAGS.output_dir, "sensitivity.md")) as handle:
         print(handle.read())
 
 
 if __name__ == "__main__":
-    common.run_program(main)
+    cli.run_program(main)

@@ -9,7 +9,7 @@ prints one JSON line per trained model (the fused head's accuracy, every head's
 accuracy, the ensemble of heads, the final blend weights) and writes the same to
 `<output_dir>/<dataset>_<method>_seed<seed>.json`. G-Blend methods also write
 their state file, by default `<output_dir>/<dataset>_<method>_seed<seed>.state.json`
-(`--state_path`), which `tools/plot_blend.py --history=...` plots.
+(`--state_path`), which `python -m tools.plot_blend --history=...` plots.
 `--method=unimodal` trains one model per modality.
 """
 
@@ -21,7 +21,7 @@ import os
 
 from absl import flags
 
-from experiments import common, methods
+from experiments import cli, common, methods
 from keras_gblend.common import io_utils
 
 FLAGS = flags.FLAGS
@@ -38,7 +38,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float("learning_rate", common.Config.learning_rate, "SGD learning rate.")
 flags.DEFINE_float("sep_b", common.Config.sep_b, "Synthetic data: modality b's knob.")
-common.define_shared_flags()
+cli.define_shared_flags()
 
 
 def run(method, dataset, config, seed, output_dir, strategy="default", state_path=None):
@@ -79,7 +79,7 @@ def main(argv):
     del argv
     if FLAGS.deterministic:
         common.enable_determinism()
-    config = common.make_config(
+    config = cli.make_config(
         FLAGS.config,
         epochs=FLAGS.epochs,
         learning_rate=FLAGS.learning_rate,
@@ -98,9 +98,9 @@ def main(argv):
         keys = ("method", "seed", "accuracy", "head_accuracy", "ensemble_accuracy")
         print(json.dumps({k: row[k] for k in keys + ("weights",)}))
         if row["state_path"]:
-            print(f"Wrote {row['state_path']} (plot it: tools/plot_blend.py)")
+            print(f"Wrote {row['state_path']} (plot it: python -m tools.plot_blend)")
     print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
-    common.run_program(main)
+    cli.run_program(main)

@@ -1,11 +1,12 @@
 """Measures the baselines of docs/ogm_ge.md: OGM-GE on AV-Digits, methods on mfeat.
 
-Uses the experiments' harness (`experiments.common`: same split, encoders,
-optimizer and test evaluation as every other method) and prints one JSON line per
-run, so runs can be appended to a file and summarised later.
+Uses the experiments' harness (`experiments.methods.run_method` for the rows of
+`METHODS`; OGM-GE at each alpha on `common`'s split, encoders and optimizer) and
+prints one JSON line per run, so runs can be appended to a file and summarised
+later.
 
-    python tools/baselines_bench.py --study=ogm --seeds=0,1,2
-    python tools/baselines_bench.py --study=mfeat --seeds=0,1,2
+    python -m tools.baselines_bench --study=ogm --seeds=0,1,2
+    python -m tools.baselines_bench --study=mfeat --seeds=0,1,2
 
 `ogm` trains OGM-GE (each `--alphas` value) on AV-Digits' trained part and
 reports the fused accuracy on `V` (one whole training speaker: the place to pick
@@ -14,21 +15,14 @@ UCI Multiple Features views (K = 6) plus OGM-GE.
 """
 
 import json
-import sys
 import time
-from pathlib import Path
 
-import keras
-import numpy as np
-from absl import app, flags
+from absl import flags
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from experiments import common  # noqa: E402
-from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule  # noqa: E402
-from keras_gblend.data.mfeat import NUM_CLASSES, load_mfeat  # noqa: E402
+from experiments import cli, common, methods
+from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule
+from keras_gblend.data.mfeat import NUM_CLASSES, load_mfeat
+from keras_gblend.model.prediction import accuracy
 
 _FLAGS = flags.FLAGS
 flags.DEFINE_enum("study", "ogm", ["ogm", "mfeat"], "What to measure.")
@@ -50,14 +44,13 @@ def mfeat_task():
 
 def _accuracy(model, data, batch_size):
     x, y = data
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(probs, -1) == y))
+    return accuracy(model.predict(x, batch_size=batch_size, verbose=0), y)
 
 
 def run_ogm(task, config, seed, alpha, ge=True):
     """Trains OGM-GE on the harness's trained part; returns a result row."""
-    keras.utils.set_random_seed(seed)
-    train, _, heldout = common.split(task, config, seed)
+    ctx = common.make_context(task, config, seed)
+    train, heldout = ctx.train, ctx.heldout
     start = time.perf_counter()
     model = OGMGEModel(
         common.make_branches(task, config),
@@ -66,10 +59,7 @@ def run_ogm(task, config, seed, alpha, ge=True):
         ge=ge,
         seed=seed,
     )
-    model.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
-        metrics=["accuracy"],
-    )
+    model.compile(optimizer=common.optimizer(config), metrics=["accuracy"])
     history = model.fit(
         *train,
         epochs=config.epochs,
@@ -111,11 +101,11 @@ def main(argv):
             if method == "ogm":
                 rows = [run_ogm(task, config, seed, alpha, _FLAGS.ge)]
             else:
-                rows = common.run_method(method, task, config, seed)
+                rows = methods.run_method(method, task, config, seed)
             for row in rows:
                 row.pop("weight_history", None)
                 print(json.dumps(dict(row, study=_FLAGS.study)), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_program(main)

@@ -18,10 +18,10 @@ Sections (`--only` picks some):
   the same epochs (build + fit), with the time the callback spends measuring.
   The variant `online_ds` hands the callback `T'` and `V` as cached batched
   datasets instead of arrays.
-- `estimation`: offline estimation (`estimation.estimate_offline`, alone and as
+- `estimation`: offline estimation (`head_copies.estimate_offline`, alone and as
   estimate + training) and an exact online run (`GBlendCallback(mode="exact")`)
   as multiples of one naive run.
-- `audio` (`tools/bench_audio.py`; needs the FSDD recordings, `--fsdd_dir`):
+- `audio` (`tools.bench_audio`; needs the FSDD recordings, `--fsdd_dir`):
   training epochs fed by an on-the-fly pipeline (WAV files decoded and
   turned into log-mel features in `Dataset.map` with parallel calls and
   prefetch) over the same model fed from in-memory tensors (steady state,
@@ -32,8 +32,8 @@ Sections (`--only` picks some):
 
 Usage (from the repository root):
 
-    python tools/bench.py --output=BENCHMARKS.json   # about 13 min, 2-core CPU
-    python tools/bench.py --quick --output=/tmp/b.json   # smoke setting, ~2 min
+    python -m tools.bench --output=BENCHMARKS.json   # about 13 min, 2-core CPU
+    python -m tools.bench --quick --output=/tmp/b.json   # smoke setting, ~2 min
 
 It prints a table of ratios and writes the numbers to `--output` (JSON).
 """
@@ -47,25 +47,19 @@ import time
 import warnings
 from pathlib import Path
 
+import keras
+import tensorflow as tf
+from absl import app, flags, logging
+
+from experiments import cli, common, methods, rows
+from keras_gblend import GBlendWarning, build_gblend_model, data
+from keras_gblend.blend import measure
+from keras_gblend.common.io_utils import atomic_write_json
+from keras_gblend.model.gblend_model import FUSED
+from tools import bench_audio
+from tools import bench_timing as timing
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-# isort: off
-import experiments  # noqa: E402, F401  (first: starts TensorFlow quietly)
-
-# isort: on
-import bench_audio  # noqa: E402
-import bench_timing as timing  # noqa: E402
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from experiments import common, methods  # noqa: E402
-from keras_gblend import GBlendWarning, build_gblend_model, data  # noqa: E402
-from keras_gblend.blend import measure  # noqa: E402
-from keras_gblend.common.io_utils import atomic_write_json  # noqa: E402
-from keras_gblend.model.gblend_model import FUSED  # noqa: E402
 
 SECTIONS = ("step", "online", "estimation", "audio", "memory")
 MEMORY_VARIANTS = (
@@ -154,10 +148,10 @@ def run_training(kind, task, config):
     Returns:
         The trained (or, for `"offline_estimate"`, untrained) model.
     """
-    ctx = methods.make_context(task, config, seed=0)
+    ctx = common.make_context(task, config, seed=0)
     if kind == "offline_estimate":
         model = common.build_model(task, config)
-        model.set_blend_weights(methods.offline_estimate(ctx, model).weights)
+        model.set_blend_weights(rows.offline_estimate(ctx, model).weights)
         return model
     if kind == "online_ds":
         ctx = dataclasses.replace(
@@ -310,7 +304,7 @@ def bench_memory(setting):
     """Section e: peak RSS of every variant, each alone in a fresh process."""
     results = {}
     for name in MEMORY_VARIANTS:
-        command = [sys.executable, __file__, f"--variant={name}"]
+        command = [sys.executable, "-m", "tools.bench", f"--variant={name}"]
         command += ["--quick"] if setting.quick else []
         command += [f"--fsdd_dir={_FSDD_DIR.value}"] if _FSDD_DIR.value else []
         done = subprocess.run(
@@ -342,7 +336,7 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--only: unknown {unknown}; choose from {SECTIONS}.")
     report = {
-        "command": " ".join(["python", "tools/bench.py"] + sys.argv[1:]),
+        "command": " ".join(["python", "-m", "tools.bench"] + sys.argv[1:]),
         "quick": setting.quick,
         "machine": timing.machine(),
         "data": "AV-Digits train split (2000 clips, or the first "
@@ -384,4 +378,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run_program(main)
+    cli.run_program(main)

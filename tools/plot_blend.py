@@ -14,24 +14,19 @@ with `keras_gblend.report.plot.plot_all`:
 Usage (from the repository root, after `make demo`; about 5 s, most of it
 importing TensorFlow):
 
-    .venv/bin/python tools/plot_blend.py \\
+    .venv/bin/python -m tools.plot_blend \\
         --history=runs/demo/states/gblend_online_seed0.json --output_dir=runs/demo/plots
 
-It prints the path of every image it writes.
+It prints the path of every image it writes. It imports only `keras_gblend`, so
+`.venv/bin/python tools/plot_blend.py ...` (the path of the file) runs too.
 """
 
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-import experiments  # noqa: E402, F401  (starts TensorFlow quietly)
-from experiments import common  # noqa: E402
-from keras_gblend.report.plot import plot_all  # noqa: E402
+from keras_gblend.report.plot import plot_all
 
 
 def _define_flags():
@@ -74,4 +69,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    common.run_program(main)
+    app.run(main)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import common, compare, legends, methods
+from experiments import cli, common, compare, legends, methods
 from keras_gblend import GBlendModel, data
 from keras_gblend.report.history import read_history
 from tests.conftest import REPO_ROOT
@@ -18,6 +18,8 @@ TINY = common.Config(
     epochs=2, offline_epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64
 )
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+# How `make demo` runs the programs: TensorFlow's C++ errors hidden too.
+DEMO_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _tiny_task():
@@ -25,25 +27,53 @@ def _tiny_task():
     return common.Task("synthetic", ds.train, ds.test, None, ds.num_classes)
 
 
-def _run(*args, timeout=300):
+def _run(*args, timeout=300, env=ENV):
     return subprocess.run(
         [sys.executable, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=ENV,
+        env=env,
     )
 
 
+NAIVE = {"a": 0.0, "b": 0.0, "fused": 1.0}
+UNIFORM = {"a": 1 / 3, "b": 1 / 3, "fused": 1 / 3}
 EXPECTED_WEIGHTS = {
-    "naive": {"a": 0.0, "b": 0.0, "fused": 1.0},
-    "dropout": {"a": 0.0, "b": 0.0, "fused": 1.0},
-    "early_stopping": {"a": 0.0, "b": 0.0, "fused": 1.0},
-    "pretrain": {"a": 0.0, "b": 0.0, "fused": 1.0},
-    "uniform": {"a": 1 / 3, "b": 1 / 3, "fused": 1 / 3},
+    "naive": NAIVE,
+    "dropout": NAIVE,
+    "early_stopping": NAIVE,
+    "pretrain": NAIVE,
+    "naive_lr_third": NAIVE,
+    "naive_lr_x3": NAIVE,
+    "dropout_x3": NAIVE,
+    "uniform": UNIFORM,
+    "uniform_x3": UNIFORM,
+    "uniform_heads_dropout": UNIFORM,
     "heads_dropout": {"a": 1.0, "b": 1.0, "fused": 1.0},
 }
+# Rows with an in-situ GBlendCallback (they write a state file).
+ONLINE = {
+    "gblend_online",
+    "gblend_exact",
+    "gblend_dropout",
+    "gblend_recipe",
+    "gblend_default",
+    "gblend_default_num_heads",
+    "gblend_x3",
+    "gblend_x3_floor",
+    "gblend_x3_stop",
+    "gblend_x3_dropout",
+    "recipe_paper",
+    "recipe_uncertain",
+    "recipe_windowed",
+    "recipe_robust",
+    "recipe_rate",
+    "recipe_rate_uncertain",
+}
+# Rows whose estimator floors the fused head's share at 1 / (K + 1).
+FUSED_FLOOR = {"gblend_x3_floor"} | {m for m in ONLINE if m.startswith("recipe_")}
 
 
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
@@ -66,14 +96,7 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
     assert row["method"] == method and row["accuracy"] == row["head_accuracy"][output]
     if method in EXPECTED_WEIGHTS:
         assert row["weights"] == pytest.approx(EXPECTED_WEIGHTS[method])
-    if method in (
-        "gblend_online",
-        "gblend_exact",
-        "gblend_dropout",
-        "gblend_recipe",
-        "gblend_default",
-        "gblend_default_num_heads",
-    ):
+    if method in ONLINE:
         # The state file the plot command reads ends with the blend weights
         # (summing to 1); the model trained with them scaled: to sum to the
         # number of heads, 3 (the recipe), or the largest to 1 (the default).
@@ -85,6 +108,8 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
             "gblend_default": 1.0 / max(final.values()),
         }.get(method, 1.0)
         assert {h: scale * w for h, w in final.items()} == pytest.approx(row["weights"])
+        if method in FUSED_FLOOR:  # Weights sum to 1 (the rate carries the scale).
+            assert final["fused"] >= 1 / 3 - 1e-6
     else:
         assert row["state_path"] is None and not os.path.exists(state_path)
     if method == "gblend_offline":  # Estimated, not the initial uniform weights.
@@ -119,10 +144,10 @@ def test_evaluation_matches_the_models_own_predictions(monkeypatch):
 
     monkeypatch.setitem(methods.METHODS, "untrained", untrained)
     monkeypatch.setitem(
-        methods.EVALUATIONS, "heads", lambda model, ctx: list(model.head_names)
+        methods.EVALUATIONS, "heads", lambda out, ctx: list(out.model.head_names)
     )
     task = _tiny_task()
-    (row,) = methods.run_method("untrained", task, TINY, seed=3)
+    (row,) = methods.run_method("untrained", task, TINY, seed=3, evaluations=("heads",))
     x, y = task.test
     probs = trained[0].predict(x, verbose=0)
     expected = {h: float(np.mean(np.argmax(p, -1) == y)) for h, p in probs.items()}
@@ -131,13 +156,16 @@ def test_evaluation_matches_the_models_own_predictions(monkeypatch):
     assert row["accuracy"] == pytest.approx(expected["fused"])
     assert row["ensemble_accuracy"] == pytest.approx(np.mean(ensemble == y))
     assert row["heads"] == ["a", "b", "fused"] and row["note"] == "untrained"
+    assert "modes" not in row  # Only the evaluations asked for.
+    with pytest.raises(ValueError, match="`evaluations` must be keys of"):
+        methods.run_method("untrained", task, TINY, evaluations=("nope",))
     assert row["method"] == "untrained" and row["seed"] == 3
 
 
 def test_stale_state_file_is_replaced_not_resumed(tmp_path):
     path = tmp_path / "state.json"
     path.write_text('{"not": "a state"}')
-    ctx = methods.make_context(_tiny_task(), TINY, state_path=str(path))
+    ctx = common.make_context(_tiny_task(), TINY, state_path=str(path))
     assert ctx.fresh_state_path() == str(path) and not path.exists()
 
 
@@ -221,14 +249,14 @@ ROW = dict(accuracy_std=0.0, accuracy_per_seed=[1.0], ensemble_mean=None,
 
 
 def test_config_overrides_name_the_valid_fields_and_types():
-    assert common.parse_overrides(["epochs=4", "encoders=a:mlp"]) == {
+    assert cli.parse_overrides(["epochs=4", "encoders=a:mlp"]) == {
         "epochs": 4,
         "encoders": "a:mlp",
     }
     with pytest.raises(ValueError, match=r"min_weight \(float, 0.05\).*'nope=1'"):
-        common.parse_overrides(["nope=1"])
+        cli.parse_overrides(["nope=1"])
     with pytest.raises(ValueError, match="'epochs' must be a int. Received 'x'"):
-        common.parse_overrides(["epochs=x"])
+        cli.parse_overrides(["epochs=x"])
 
 
 def test_unknown_dataset_and_method():
@@ -272,7 +300,7 @@ def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
     args += ["--methods=naive,gblend_online", "--config=subset_size=200"]
     results = []
     for run in ("first", "second"):
-        result = _run(*args, f"--output_dir={tmp_path / run}")
+        result = _run(*args, f"--output_dir={tmp_path / run}", env=DEMO_ENV)
         assert result.returncode == 0, result.stderr[-2000:]
         with open(tmp_path / run / "results.json") as handle:
             results.append(json.load(handle))
@@ -303,7 +331,8 @@ def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
 def test_plot_command_explains_what_history_it_needs(name, tmp_path):
     (tmp_path / "results.json").write_text('{"dataset": "av_digits", "rows": []}')
     result = _run(
-        "tools/plot_blend.py",
+        "-m",
+        "tools.plot_blend",
         f"--history={tmp_path / name}",
         f"--output_dir={tmp_path}",
         timeout=120,

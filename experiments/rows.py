@@ -1,0 +1,217 @@
+"""The comparison's methods: uni-modal, naive fusion, baselines, G-Blend, OGM-GE.
+
+A method is a function `method(ctx) -> Outcome` (or an iterable of `Outcome`s,
+for methods that train several models): it builds and trains, nothing else.
+`ctx` is a `common.Context`; `experiments.methods.METHODS` names every method
+and `experiments.methods.run_method` runs one. Variants of a method are its
+function called with other arguments (`gblend_exact` is
+`gblend_online(ctx, mode="exact")`). The first sentence of a method's docstring
+is its legend in the tables (`experiments.legends`).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from experiments import common
+from experiments.common import OUTPUT, Outcome
+from keras_gblend import FUSED, GBlendCallback
+from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule
+from keras_gblend.blend import estimators
+from keras_gblend.blend.head_copies import estimate_offline
+
+
+def _naive_model(ctx, dropout=0.0):
+    model = common.build_model(ctx.task, ctx.config, dropout=dropout)
+    model.set_blend_weights({h: float(h == FUSED) for h in model.head_names})
+    return model
+
+
+def train_head(ctx, model, head, epochs):
+    """Trains `model.head_model(head)` alone (SGD, like the model); returns it."""
+    sub = model.head_model(head)
+    sub.compile(
+        optimizer=common.optimizer(ctx.config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    x, y = ctx.train
+    inputs = {m: x[m] for m in sub.input}
+    sub.fit(
+        inputs, y, epochs=epochs, batch_size=ctx.config.batch_size, verbose=ctx.verbose
+    )
+    return sub
+
+
+def unimodal(ctx):
+    """One model per modality: its branch and head, trained alone."""
+    model = common.build_model(ctx.task, ctx.config)
+    for modality in model.modalities:
+        sub = train_head(ctx, model, modality, ctx.config.epochs)
+        yield Outcome(sub, name=f"unimodal_{modality}", output=modality)
+
+
+def naive(ctx, dropout=0.0):
+    """Late fusion trained on the fused head's loss only."""
+    return Outcome(common.fit(ctx, _naive_model(ctx, dropout)))
+
+
+def dropout(ctx):
+    """Naive fusion with dropout in the encoders and before the heads."""
+    return naive(ctx, dropout=ctx.config.dropout)
+
+
+def early_stopping(ctx):
+    """Naive fusion stopped on the fused head's loss on `V` (best weights)."""
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_fused_loss",
+        mode="min",
+        patience=ctx.config.patience,
+        restore_best_weights=True,
+    )
+    model = common.fit(ctx, _naive_model(ctx), [stop], validation_data=ctx.heldout)
+    return Outcome(model)
+
+
+def pretrain(ctx):
+    """Naive fusion whose branches were first trained uni-modally (half the epochs)."""
+    model = _naive_model(ctx)
+    for modality in model.modalities:
+        train_head(ctx, model, modality, ctx.config.epochs // 2)
+    return Outcome(common.fit(ctx, model))
+
+
+def uniform(ctx, dropout=0.0):
+    """Every head's loss with the same weight (auxiliary heads)."""
+    model = common.build_model(ctx.task, ctx.config, dropout=dropout)
+    return Outcome(common.fit(ctx, model))
+
+
+def offline_estimate(ctx, model):
+    """The paper's offline G-Blend estimate for `model` (`estimate_offline`)."""
+    return estimate_offline(
+        model,
+        ctx.train,
+        ctx.subset,
+        ctx.heldout,
+        epochs=ctx.config.offline_epochs,
+        batch_size=ctx.config.batch_size,
+        min_weight=ctx.config.min_weight,
+    )
+
+
+def gblend_offline(ctx):
+    """Weights estimated once before training, then fixed (the paper's main recipe)."""
+    model = common.build_model(ctx.task, ctx.config)
+    model.set_blend_weights(offline_estimate(ctx, model).weights)
+    return Outcome(common.fit(ctx, model))
+
+
+def gblend_offline_recipe(ctx):
+    """The recipe with offline weights: estimated once before training (the
+    paper's main scheme), the fused share floored at 1 / (K + 1), scaled to sum
+    to K + 1, dropout."""
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    weights = estimators.floor_fused_share(offline_estimate(ctx, model).weights)
+    model.set_blend_weights(weights * len(weights))
+    return Outcome(common.fit(ctx, model))
+
+
+def gblend_callback(ctx, mode="in_situ", **kwargs):
+    """The `GBlendCallback` of the online methods, with `ctx.config`'s settings
+    and the paper's preset (`kwargs`: further callback arguments, e.g.
+    `estimator`, `weight_scale`, which override the preset's)."""
+    exact = mode == "exact"
+    return GBlendCallback(
+        ctx.subset,
+        ctx.heldout,
+        warmup_epochs=ctx.config.warmup_epochs,
+        super_epoch=ctx.config.super_epoch,
+        min_weight=ctx.config.min_weight,
+        smoothing=ctx.config.smoothing,
+        mode=mode,
+        train_data=ctx.train if exact else None,
+        exact_epochs=ctx.config.exact_epochs,
+        verbose=ctx.verbose,
+        state_path=ctx.fresh_state_path(),
+        **{"preset": "paper", **kwargs},
+    )
+
+
+def gblend_online(ctx, mode="in_situ", dropout=0.0, fusion="concat", **kwargs):
+    """Weights re-estimated during training by `GBlendCallback`."""
+    model = common.build_model(ctx.task, ctx.config, dropout=dropout, fusion=fusion)
+    callback = gblend_callback(ctx, mode, **kwargs)
+    common.fit(ctx, model, [callback])
+    return Outcome(model, state_path=callback.state_path, blend_state=callback.state)
+
+
+def gblend_exact(ctx):
+    """Online G-Blend with the paper's exact scheme (copies train n epochs)."""
+    return gblend_online(ctx, mode="exact")
+
+
+def gblend_dropout(ctx):
+    """In-situ online G-Blend with dropout."""
+    return gblend_online(ctx, dropout=ctx.config.dropout)
+
+
+def gblend_recipe(ctx):
+    """The project's recipe (RESULTS.md): in-situ G-Blend with dropout, the
+    weights scaled to sum to the number of heads and the fused head's share
+    floored at 1 / (K + 1)."""
+    estimator = estimators.fused_floor(estimators.paper)
+    return gblend_online(
+        ctx, dropout=ctx.config.dropout, weight_scale="num_heads", estimator=estimator
+    )
+
+
+def gblend_default(ctx):
+    """The README's first block: every setting a package default. Encoders and
+    heads with dropout 0.5 (`ctx.config.dropout`, the package's default) and a
+    `GBlendCallback` with nothing but `T'` and `V` (preset "default": fused
+    floor, weights scaled so the largest is 1, output mode chosen on `V`);
+    scored on the model's output."""
+    return _first_block(ctx)
+
+
+def gblend_default_num_heads(ctx):
+    """The first block as the previous release shipped it: the weights scaled
+    to sum to the number of heads (now `"max_one"`, CHANGELOG.md)."""
+    return _first_block(ctx, weight_scale="num_heads")
+
+
+def _first_block(ctx, **kwargs):
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    callback = GBlendCallback(
+        ctx.subset,
+        ctx.heldout,
+        verbose=ctx.verbose,
+        state_path=ctx.fresh_state_path(),
+        **kwargs,
+    )
+    common.fit(ctx, model, [callback])
+    return Outcome(
+        model,
+        output=OUTPUT,
+        state_path=callback.state_path,
+        blend_state=callback.state,
+    )
+
+
+def heads_dropout(ctx):
+    """The recipe without G-Blend: every head's loss with weight 1, dropout."""
+    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    model.set_blend_weights({h: 1.0 for h in model.head_names})
+    return Outcome(common.fit(ctx, model))
+
+
+def ogm_ge(ctx):
+    """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
+    modulation and Gaussian noise (`keras_gblend.baselines.ogm`)."""
+    branches = common.make_branches(ctx.task, ctx.config)
+    model = OGMGEModel(
+        branches, ctx.task.num_classes, alpha=ctx.config.ogm_alpha, seed=ctx.seed
+    )
+    model.compile(optimizer=common.optimizer(ctx.config), metrics=["accuracy"])
+    return Outcome(common.fit(ctx, model, [OGMSchedule()]), output=FUSED)
