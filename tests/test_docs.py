@@ -21,14 +21,13 @@ import json
 import os
 import pkgutil
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import keras_gblend
 from tests.conftest import REPO_ROOT
+from tests.helpers import run_python
 
 DOCS = os.path.join(REPO_ROOT, "docs")
 PAGES = sorted(p for p in os.listdir(DOCS) if p.endswith(".md"))
@@ -159,15 +158,7 @@ def _page_program(page, tmp):
 def test_python_blocks_run(page, tmp_path):
     program = tmp_path / "blocks.json"
     program.write_text(json.dumps(_page_program(page, tmp_path)))
-    result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(program)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT),
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_python("-c", RUNNER, str(program), cwd=tmp_path)
     ran = sum(r is None for _, r in _python_blocks(page))
     assert result.stdout.rstrip().endswith(f"ran {ran + 1} blocks")
 
@@ -410,15 +401,7 @@ def test_the_public_api_is_complete_and_imports_no_tensorflow():
     tf_only = ("keras_gblend.tf.", "keras_gblend.baselines") + tuple(
         f"keras_gblend.data.{name}" for name in data_tf
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code % (tf_only,)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, PYTHONPATH=REPO_ROOT),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_python("-c", code % (tf_only,), timeout=120)
     assert result.stdout.split() == [], "imported with the package"
 
 

@@ -8,14 +8,13 @@ TensorFlow, with the backend or the import faked.
 
 import importlib.util
 import json
-import subprocess
-import sys
 
 import keras
 import pytest
 
 from keras_gblend.common import tf_gate as support
 from tests.conftest import REPO_ROOT
+from tests.helpers import run_python
 
 TF_ONLY = {
     "keras_gblend.data.pipelines": "tf.data input pipelines",
@@ -59,15 +58,7 @@ print(json.dumps(result))
 
 def _check(backend):
     env = {"KERAS_BACKEND": backend, "PYTHONPATH": REPO_ROOT, "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [sys.executable, "-c", CHECK % (CORE, list(TF_ONLY))],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    out = run_python("-c", CHECK % (CORE, list(TF_ONLY)), env=env, timeout=120).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

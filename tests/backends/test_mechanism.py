@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.backends.toy import cross_entropy, toy_data, toy_model
+from tests.helpers import cross_entropy, toy_data, toy_model
 
 BACKEND = keras.backend.backend()
 

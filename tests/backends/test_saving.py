@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import keras_gblend  # noqa: F401 - registers GBlendModel for loading
-from tests.backends.toy import cross_entropy, toy_data, toy_model
 from tests.conftest import REPO_ROOT
+from tests.helpers import cross_entropy, toy_data, toy_model
 from tests.scripts.save_backend_fixture import BLEND_WEIGHTS
 
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures", "keras")

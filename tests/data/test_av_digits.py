@@ -2,16 +2,15 @@
 
 import functools
 import gzip
-import importlib.util
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_gblend.data import av_digits
+from tests.helpers import tool
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The raw data are not in this repository: GBLEND_RAW_DATA names their folder
@@ -28,19 +27,6 @@ needs_raw = pytest.mark.skipif(
     ),
 )
 TEST_SPEAKERS = {"theo", "yweweler"}
-
-
-@functools.cache
-def _builder():
-    """Imports tools/build_av_digits.py once (it defines absl flags)."""
-    name = "build_av_digits"
-    spec = importlib.util.spec_from_file_location(
-        name, REPO_ROOT / "tools" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache
@@ -150,8 +136,8 @@ def test_bad_batch_size_raises():
 
 def test_write_npz_is_byte_reproducible(tmp_path):
     arrays = {"b": np.arange(6, dtype=np.int32).reshape(2, 3), "a": np.array("hi")}
-    _builder().write_npz(tmp_path / "1.npz", arrays)
-    _builder().write_npz(tmp_path / "2.npz", arrays)
+    tool("build_av_digits").write_npz(tmp_path / "1.npz", arrays)
+    tool("build_av_digits").write_npz(tmp_path / "2.npz", arrays)
     assert (tmp_path / "1.npz").read_bytes() == (tmp_path / "2.npz").read_bytes()
     with np.load(tmp_path / "1.npz", allow_pickle=False) as data:
         assert av_digits.content_checksum(data) == av_digits.content_checksum(arrays)
@@ -159,7 +145,7 @@ def test_write_npz_is_byte_reproducible(tmp_path):
 
 @needs_raw
 def test_builder_reproduces_committed_file():
-    arrays = _builder().build(RAW_DIR)
+    arrays = tool("build_av_digits").build(RAW_DIR)
     checksum = av_digits.content_checksum(arrays)
     if checksum != av_digits.EXPECTED_CHECKSUM:
         with np.load(av_digits.DEFAULT_PATH, allow_pickle=False) as committed:
@@ -179,4 +165,4 @@ def test_the_skip_reason_says_how_to_get_the_raw_data():
     assert "GBLEND_RAW_DATA" in reason and "RAW_DATA_HELP" in reason
     assert "tools/build_av_digits.py" in reason
     assert str(REPO_ROOT.parent) not in reason  # No path outside the repository.
-    assert "--raw_dir" in _builder().RAW_DATA_HELP
+    assert "--raw_dir" in tool("build_av_digits").RAW_DATA_HELP

@@ -1,25 +1,13 @@
 """Tests for the UCI Multiple Features loader and its builder, tools/build_mfeat.py."""
 
-import importlib.util
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 from keras_gblend.data import mfeat
 from keras_gblend.data.av_digits import content_checksum
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _builder():
-    """Imports tools/build_mfeat.py once (it defines absl flags)."""
-    tools = str(REPO_ROOT / "tools")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    return importlib.import_module("build_mfeat")
+from tests.helpers import tool
 
 
 def test_committed_file_is_small_and_matches_checksum():
@@ -76,7 +64,7 @@ def test_unknown_split_raises():
 def test_quantise_error_is_at_most_half_a_step():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(50, 4)) * [1.0, 100.0, 0.01, 0.0]
-    q, low, scale = _builder().quantise(values)
+    q, low, scale = tool("build_mfeat").quantise(values)
     decoded = low + scale * q.astype(np.float64)
     assert np.all(np.abs(decoded - values) <= scale / 2 + 1e-6 * np.abs(values).max())
     np.testing.assert_array_equal(q[:, 3], 0)
@@ -85,7 +73,7 @@ def test_quantise_error_is_at_most_half_a_step():
 def _write_csvs(folder, seed):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), 200)
-    builder = _builder()
+    builder = tool("build_mfeat")
     for view, width in mfeat.VIEWS.items():
         if view in builder.EXACT_VIEWS:
             values = rng.integers(0, 7, size=(2000, width)).astype(float)
@@ -104,7 +92,7 @@ def _write_csvs(folder, seed):
 
 
 def test_build_is_deterministic_and_split_is_stratified(tmp_path):
-    builder = _builder()
+    builder = tool("build_mfeat")
     _write_csvs(tmp_path, seed=0)
     first, second = builder.build(tmp_path), builder.build(tmp_path)
     assert content_checksum(first) == content_checksum(second)
@@ -131,4 +119,4 @@ def test_build_rejects_labels_that_disagree(tmp_path):
     lines[1] = lines[1].rsplit(",", 1)[0] + ",9"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="Labels of"):
-        _builder().build(tmp_path)
+        tool("build_mfeat").build(tmp_path)

@@ -2,12 +2,11 @@
 
 import itertools
 
-import keras
 import numpy as np
 import pytest
 
-from keras_gblend import build_gblend_model
 from keras_gblend.model import prediction
+from tests.helpers import toy_data, toy_model
 
 HEADS = ("a", "b", "c", "fused")
 
@@ -115,24 +114,16 @@ def test_fit_combination_weights_errors_name_argument_expected_received():
         prediction.fit_combination_weights({}, [0])
 
 
+DIMS = {"a": 3, "b": 4, "c": 2}
+
+
 def _model(seed=0):
-    keras.utils.set_random_seed(seed)
-    branches = {
-        m: keras.Sequential(
-            [keras.Input((dim,)), keras.layers.Dense(5, activation="tanh")],
-            name=f"{m}_encoder",
-        )
-        for m, dim in (("a", 3), ("b", 4), ("c", 2))
-    }
-    return build_gblend_model(branches, num_classes=4)
+    """Three modalities, 5-unit tanh branches, 4 classes; not compiled."""
+    return toy_model(seed, None, None, dims=DIMS, num_classes=4, units=5)
 
 
 def _x(num=7, seed=1):
-    rng = np.random.default_rng(seed)
-    return {
-        m: rng.normal(size=(num, d)).astype("float32") * 3
-        for m, d in zip("abc", (3, 4, 2))
-    }
+    return {m: v * 3 for m, v in toy_data(num, seed, dims=DIMS)[0].items()}
 
 
 @pytest.mark.parametrize("mode", prediction.MODES)

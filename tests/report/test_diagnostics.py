@@ -6,11 +6,8 @@ One tiny training run (module fixture) writes the callback's state JSON, a
 """
 
 import glob
-import importlib.util
 import os
 import re
-import subprocess
-import sys
 import types
 import warnings
 
@@ -22,9 +19,9 @@ from keras_gblend import GBlendCallback, GBlendWarning
 from keras_gblend.blend import measure, state
 from keras_gblend.common import messages
 from keras_gblend.report import history as history_lib
-from tests.helpers import synthetic_setup
+from tests.conftest import REPO_ROOT
+from tests.helpers import run_python, synthetic_setup, tool
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLOT_TOOL = os.path.join(REPO_ROOT, "tools", "plot_blend.py")
 HEADS = ("a", "b", "fused")
 FIELDS = {"weight": "weights", "dG": "d_g", "dO": "d_o", "ogr": "ogr"}
@@ -183,10 +180,7 @@ def test_read_history_without_gblend_keys_says_what_to_check():
 def plot_tool():
     """The plot tool imported as a module (its absl flags are defined once)."""
     pytest.importorskip("matplotlib")
-    spec = importlib.util.spec_from_file_location("plot_blend", PLOT_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool("plot_blend")
 
 
 def _assert_pngs(paths):
@@ -198,15 +192,9 @@ def _assert_pngs(paths):
 
 def test_plot_command_writes_three_pngs(run, tmp_path):
     out = tmp_path / "plots"
-    result = subprocess.run(
-        [sys.executable, PLOT_TOOL, f"--history={run.state_path}"]
-        + [f"--output_dir={out}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    result = run_python(
+        PLOT_TOOL, f"--history={run.state_path}", f"--output_dir={out}", timeout=120
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     paths = result.stdout.split()
     assert [os.path.basename(p) for p in paths] == [
         "gblend_weights.png",

@@ -2,7 +2,7 @@
 
 Run once per backend from the repository root, e.g.
     KERAS_BACKEND=jax .venv-jax/bin/python tests/scripts/save_backend_fixture.py
-It trains the toy model of `tests/backends` for one epoch with blend weights
+It trains the toy model of `tests/helpers.py` for one epoch with blend weights
 `BLEND_WEIGHTS`, saves it to `tests/fixtures/keras/gblend_<backend>.keras` and
 writes its fused-head predictions on `toy_data(4, seed=1)` beside it (JSON), which
 `tests/backends/test_saving.py` compares on every backend.
@@ -13,7 +13,7 @@ import os
 
 import keras
 
-from tests.backends.toy import toy_data, toy_model
+from tests.helpers import toy_data, toy_model
 
 BLEND_WEIGHTS = {"a": 0.2, "b": 0.3, "fused": 0.5}
 FIXTURES = os.path.join(

@@ -2,7 +2,7 @@
 
 import json
 import os
-import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -12,11 +12,10 @@ import tensorflow as tf
 from keras_gblend import GBlendModel, build_gblend_model
 from keras_gblend.model import prediction
 from keras_gblend.tf import export
+from tests.helpers import run_command, run_python
 from tests.scripts import runner
 
-SAVED_MODEL_CLI = os.path.join(
-    os.path.dirname(runner.sys.executable), "saved_model_cli"
-)
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 BLEND = {"audio": 0.15, "image": 0.05, "text": 0.1, "fused": 0.7}
 
 
@@ -162,22 +161,8 @@ def test_reload_in_fresh_process_matches_keras_for_every_signature(exported):
     )
 
 
-def _run(*command):
-    """Runs `command` in a subprocess; its stdout (it must exit 0)."""
-    completed = subprocess.run(
-        [str(part) for part in command],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=runner.subprocess_env(),
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout
-
-
 def _cli(*args):
-    return _run(SAVED_MODEL_CLI, *args)
+    return run_command([SAVED_MODEL_CLI, *args], timeout=120).stdout
 
 
 def test_saved_model_cli_show(exported):
@@ -309,14 +294,14 @@ def test_a_keras_file_loads_in_a_fresh_process_after_import_keras_gblend(tmp_pat
     model = _trained_model()
     path = tmp_path / "model.keras"
     model.save(path)
-    stdout = _run(runner.sys.executable, "-c", LOAD_IN_A_FRESH_PROCESS, path)
+    stdout = run_python("-c", LOAD_IN_A_FRESH_PROCESS, path, timeout=120).stdout
     lines = stdout.splitlines()
     # Keras alone cannot find the class; after `import keras_gblend` it loads.
     assert lines[0] == "without the import: Could not locate class 'GBlendModel'."
     name, weights = lines[1].split(": ", 1)[1].split(" ", 1)
     assert name == "GBlendModel"
     assert json.loads(weights) == pytest.approx(BLEND, abs=1e-7)
-    # docs/prediction.md tells the user so.
-    with open(os.path.join(runner.REPO_ROOT, "docs", "prediction.md")) as handle:
+    # docs/inference.md tells the user so.
+    with open(os.path.join(runner.REPO_ROOT, "docs", "inference.md")) as handle:
         saving = handle.read().split("## Saving and loading the model", 1)[1]
     assert "`import keras_gblend` before `keras.saving.load_model`" in saving
