@@ -26,7 +26,7 @@ EQUIVALENTS = {
     "make test-backends": None,  # CI runs it (tests/backends on JAX and PyTorch).
     "make lint": None,  # ruff; the CI runs it.
     "pip install": None,  # Needs the network; `make demo` runs the same install.
-    ".venv/bin/python tools/plot_blend.py": "README",  # As written, after the demo.
+    ".venv/bin/python -m tools.plot_blend": "README",  # As written, after the demo.
     ".venv/bin/python -m experiments.train": (
         "-m experiments.train --method=gblend_online --dataset=av_digits "
         "--epochs=1 --config=warmup_epochs=0,super_epoch=1 --output_dir={out}/train"
@@ -81,7 +81,7 @@ def _python(args, out):
 
 def test_every_command_is_covered():
     commands = list(_commands())
-    assert any("tools/plot_blend.py" in c for c in commands)
+    assert any("tools.plot_blend" in c for c in commands)
     for command in commands:
         matches = _prefixes(command)
         assert len(matches) == 1, f"README command without an equivalent: {command}"
@@ -167,7 +167,7 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
 @pytest.mark.slow
 def test_demo_then_the_plot_command(tmp_path):
     _python(_equivalent("make demo"), tmp_path)
-    (plot,) = [c for c in _commands() if "tools/plot_blend.py" in c]
+    (plot,) = [c for c in _commands() if "tools.plot_blend" in c]
     args = plot.split(" ", 1)[1].replace("runs/demo", f"{tmp_path}/runs/demo")
     result = _python(args, tmp_path)
     names = [os.path.basename(p) for p in result.stdout.split()]

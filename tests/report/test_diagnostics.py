@@ -19,10 +19,8 @@ from keras_gblend import GBlendCallback, GBlendWarning
 from keras_gblend.blend import measure, state
 from keras_gblend.common import messages
 from keras_gblend.report import history as history_lib
-from tests.conftest import REPO_ROOT
 from tests.helpers import run_python, synthetic_setup, tool
 
-PLOT_TOOL = os.path.join(REPO_ROOT, "tools", "plot_blend.py")
 HEADS = ("a", "b", "fused")
 FIELDS = {"weight": "weights", "dG": "d_g", "dO": "d_o", "ogr": "ogr"}
 
@@ -193,7 +191,7 @@ def _assert_pngs(paths):
 def test_plot_command_writes_three_pngs(run, tmp_path):
     out = tmp_path / "plots"
     result = run_python(
-        PLOT_TOOL, f"--history={run.state_path}", f"--output_dir={out}", timeout=120
+        "-m", "tools.plot_blend", f"--history={run.state_path}", f"--output_dir={out}"
     )
     paths = result.stdout.split()
     assert [os.path.basename(p) for p in paths] == [
