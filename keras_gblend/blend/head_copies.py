@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_gblend.blend import estimators, formula, measure, state
+from keras_gblend.common import messages
 from keras_gblend.data import arrays
 
 
@@ -77,8 +78,13 @@ def _rebuilt(optimizer, learning_rate):
 class HeadCopies:
     """Copies of every head's sub-model, built once, reset per estimate.
 
+    Exact mode's measurer (see `keras_gblend.blend.measure`): built from its
+    arguments, which it checks; `setup(model)` builds the copies once;
+    `measurements(model, epoch)` resets them from `model`, trains them and
+    returns their measurements before and after (`run`), a series of its own
+    that the callback does not record (`recorded` is False).
+
     Args:
-        model: A compiled `GBlendModel`; it is never modified.
         train_data: What the copies train on (the trained part, never `V`):
             `(x, y)` arrays or a batched `tf.data.Dataset` of them.
         train_subset: `T'`, same forms.
@@ -87,8 +93,9 @@ class HeadCopies:
         batch_size: Batch size of training and measurement with arrays.
 
     Raises:
-        ValueError: If `model` is not compiled, `epochs < 1`, or a data
-            argument is malformed or does not fit the model.
+        ValueError: If `epochs < 1` or a data argument is malformed (see
+            `measure.check_sets`); in `setup`, if the model is not compiled
+            or the data do not fit it.
 
     Example:
 
@@ -102,7 +109,8 @@ class HeadCopies:
     ... }
     >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
     >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    >>> copies = HeadCopies(model, train, train, heldout, epochs=1)
+    >>> copies = HeadCopies(train, train, heldout, epochs=1)
+    >>> copies.setup(model)  # The model is never modified.
     >>> before, after = copies.run(model, epoch=0)
     >>> after.epoch, len(after.heldout)
     (1, 3)
@@ -111,9 +119,21 @@ class HeadCopies:
         Wang, Tran, Feiszli, CVPR 2020, Algorithms 1-3.
     """
 
-    def __init__(
-        self, model, train_data, train_subset, heldout, *, epochs, batch_size=64
-    ):
+    recorded = False
+
+    def __init__(self, train_data, train_subset, heldout, *, epochs, batch_size=64):
+        messages.check_int("epochs", epochs, 1)
+        self.train_data = arrays.check_data("train_data", train_data)
+        self.train_subset, self.heldout = measure.check_sets(train_subset, heldout)
+        self.epochs, self.batch_size = epochs, batch_size
+        self.head_names, self._subs = None, {}
+
+    def setup(self, model):
+        """Builds the copies of `model` (a compiled `GBlendModel`, not modified).
+
+        Raises:
+            ValueError: If `model` is not compiled, or the data do not fit it.
+        """
         if not isinstance(getattr(model, "loss", None), Mapping):
             raise ValueError(
                 "`model` must be compiled with a loss before estimating (its loss "
@@ -121,15 +141,10 @@ class HeadCopies:
                 "optimizers.SGD(0.01, momentum=0.9), loss='sparse_categorical_"
                 f"crossentropy'). Received model.loss={getattr(model, 'loss', None)!r}."
             )
-        if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
-            raise ValueError(f"`epochs` must be an int >= 1. Received {epochs!r}.")
-        self.epochs = epochs
-        self.batch_size = batch_size
         self.head_names = tuple(model.head_names)
         self._twin = copy_model(model)
         self._losses = dict(model.loss)
         self._subs, self._train, self._initial = {}, {}, {}
-        train_data = arrays.check_data("train_data", train_data)
         for head in self.head_names:
             sub = self._twin.head_model(head)
             sub.compile(optimizer=_fresh_optimizer(model), loss=model.loss[head])
@@ -138,7 +153,7 @@ class HeadCopies:
             self._subs[head] = sub
             # Not all start at zero (a loss scale, Adagrad's accumulators).
             self._initial[head] = [v.numpy() for v in sub.optimizer.variables]
-            self._train[head] = _restrict(train_data, list(sub.input))
+            self._train[head] = _restrict(self.train_data, list(sub.input))
         # Dropout's seed states are not weights (`set_weights` leaves them) and
         # `set_random_seed` does not reach them: `run(seed=...)` sets them.
         self._seed_states = [
@@ -146,10 +161,15 @@ class HeadCopies:
         ]
         # The sub-models share the twin's layers: measuring the twin measures them
         # all with one traced prediction function.
+        sets = (("train_subset", self.train_subset), ("heldout", self.heldout))
         self._data = [
-            measure.prepare(d, model=self._twin, batch_size=batch_size, name=n)
-            for n, d in (("train_subset", train_subset), ("heldout", heldout))
+            measure.prepare(d, model=self._twin, batch_size=self.batch_size, name=n)
+            for n, d in sets
         ]
+
+    def measurements(self, model, epoch):
+        """`[before, after]`: `run(model, epoch=epoch)` as a list."""
+        return list(self.run(model, epoch=epoch))
 
     def run(self, model, *, epoch, seed=None):
         """Resets every copy from `model` and trains it; measures before and after.
@@ -269,8 +289,9 @@ def estimate_offline(
     """
     estimator = estimators.get(estimator)
     copies = HeadCopies(
-        model, train_data, train_subset, heldout, epochs=epochs, batch_size=batch_size
+        train_data, train_subset, heldout, epochs=epochs, batch_size=batch_size
     )
+    copies.setup(model)
     return estimator(
         list(copies.run(model, epoch=0, seed=seed)),
         min_weight=min_weight,

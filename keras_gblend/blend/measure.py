@@ -6,6 +6,20 @@ batching, labels) and caches it; `head_loss_stats` predicts every output with
 `model.predict` (dropout off, compiled, distributed like the model) and applies
 each output's loss per example, giving the exact mean over the examples and its
 standard error. No metric of the model is touched: safe inside `fit`.
+
+`GBlendCallback` measures through a measurer: `InSituMeasurer` here (in-situ
+mode) or `keras_gblend.blend.head_copies.HeadCopies` (exact mode). A measurer
+is built from its arguments, which it checks (raising before `fit`), and has:
+
+* `train_subset`, `heldout`: the checked `T'` and `V`;
+* `setup(model)`: when `fit` starts, checks and prepares what needs the model;
+* `measurements(model, epoch)`: the `state.Measurement`s an estimate after
+  `epoch` completed epochs is made from;
+* `recorded`: True if each call measures the model itself once: the callback
+  records every measurement and estimates from the record, so the first one is
+  the reference, taken before training with no warm-up. False if each call
+  returns a complete series of its own (exact mode's before and after
+  training the copies), estimated alone and not recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import keras
 import numpy as np
 
 from keras_gblend.blend import state
+from keras_gblend.common import messages
 from keras_gblend.data import arrays
 
 _SYMBOLS = {"train_subset": "T'", "heldout": "V"}
@@ -273,7 +288,8 @@ def measurement(model, data, *, epoch, loss=None, batch_size=256):
 
     Example:
 
-    >>> from keras_gblend import build_gblend_model, data, encoders
+    >>> from keras_gblend import build_gblend_model, data
+    >>> from keras_gblend.model import encoders
     >>> ds = data.make_synthetic(num_train=16, num_test=4, dim_b=4)
     >>> encoders_ = {m: encoders.mlp_encoder(x.shape[1:], units=(4,))
     ...              for m, x in ds.train[0].items()}
@@ -294,3 +310,85 @@ def measurement(model, data, *, epoch, loss=None, batch_size=256):
             )
     t, v = stats
     return state.Measurement(epoch, t.mean, v.mean, t.sem, v.sem)
+
+
+def check_sets(train_subset, heldout):
+    """Checks `T'` and `V`, what every measurer measures on.
+
+    Args:
+        train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`.
+        heldout: `V`, same forms, disjoint from `T'`.
+
+    Returns:
+        `(train_subset, heldout)`, checked (see `keras_gblend.data.arrays.check_data`).
+
+    Raises:
+        ValueError: If either is malformed or empty, or `V` is `T'`.
+
+    Warns:
+        GBlendWarning: When `V` shares examples with `T'`.
+
+    Example:
+
+    >>> pair = lambda v: ({"m": np.full((2, 1), v)}, np.array([0, 1]))
+    >>> train_subset, heldout = check_sets(pair(0.0), pair(1.0))
+    >>> heldout[1].tolist()
+    [0, 1]
+    """
+    train_subset = arrays.check_data("train_subset", train_subset)
+    heldout = arrays.check_data("heldout", heldout)
+    arrays.check_disjoint(train_subset, heldout, warn=messages.warn)
+    return train_subset, heldout
+
+
+class InSituMeasurer:
+    """In-situ mode's measurer: the model's own heads on `T'` and `V`.
+
+    A measurer (see the module doc): `measurements(model, epoch)` measures the
+    main model once, in inference mode; the callback records each measurement
+    and estimates from the record (`recorded`).
+
+    Args:
+        train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`.
+        heldout: `V`, same forms.
+        batch_size: Batch size of the measurements when data are arrays.
+
+    Raises:
+        ValueError: See `check_sets`; in `setup`, data that do not fit the
+            model (see `prepare`) and a `V` too small to measure (see
+            `keras_gblend.data.arrays.check_heldout_labels`).
+
+    Example:
+
+    >>> from keras_gblend import build_gblend_model, data
+    >>> from keras_gblend.model import encoders
+    >>> ds = data.make_synthetic(num_train=16, num_test=4, dim_b=4)
+    >>> branches = {m: encoders.mlp_encoder(x.shape[1:], units=(4,))
+    ...             for m, x in ds.train[0].items()}
+    >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
+    >>> model.compile(loss="sparse_categorical_crossentropy")
+    >>> measurer = InSituMeasurer(ds.train, ds.test)
+    >>> measurer.setup(model)
+    >>> [(m.epoch, len(m.heldout)) for m in measurer.measurements(model, 0)]
+    [(0, 3)]
+    """
+
+    recorded = True
+
+    def __init__(self, train_subset, heldout, *, batch_size=256):
+        self.train_subset, self.heldout = check_sets(train_subset, heldout)
+        self.batch_size = batch_size
+        self._data = None
+
+    def setup(self, model):
+        """Checks `T'` and `V` against `model` and prepares them once."""
+        sets = {"train_subset": self.train_subset, "heldout": self.heldout}
+        self._data = [
+            prepare(d, model=model, batch_size=self.batch_size, name=n)
+            for n, d in sets.items()
+        ]
+        arrays.check_heldout_labels(self._data[1].labels)  # Read from a dataset too.
+
+    def measurements(self, model, epoch):
+        """`[measurement]` of `model` after `epoch` completed epochs."""
+        return [measurement(model, self._data, epoch=epoch, batch_size=self.batch_size)]

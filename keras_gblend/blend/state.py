@@ -1,7 +1,14 @@
-"""The G-Blend record: measurements, estimates, and the state file that keeps them.
+"""The G-Blend record: measurements, estimates, their log keys, the state file.
 
-This module is the one owner of the record and of its file format; the callback
-writes through it and `keras_gblend.report.history` reads through it.
+This module is the one owner of the record, of its file format and of its log
+keys (`LOG_KEYS`); the callback writes through it and
+`keras_gblend.report.history` reads through it.
+
+One head order everywhere: every per-head sequence of `keras_gblend.blend`
+(measured losses, estimates, weights) is in `head_names` order, the modalities
+first and the fused head LAST. `keras_gblend.blend` never imports
+`keras_gblend.model` (where the fused head's name, `FUSED`, lives): a blend
+function that treats the fused head apart takes it as the last head.
 
 One epoch convention everywhere: `epoch` counts epochs COMPLETED. 0 is before
 training, `e` is after the e-th epoch (what `model.fit(initial_epoch=e)` resumes
@@ -30,7 +37,7 @@ import dataclasses
 import json
 import math
 
-from keras_gblend.common import io_utils
+from keras_gblend.common import io_utils, messages
 
 VERSION = 2
 
@@ -119,7 +126,7 @@ class BlendState:
     """Everything a G-Blend run records: heads, initial weights, the records.
 
     Attributes:
-        head_names: Head names, modalities first and `"fused"` last.
+        head_names: Head names, the fused head last (see the module doc).
         initial_weights: Per-head weights before the first estimate (summing
             to 1), or None if unknown.
         measurements: `Measurement`s in epoch order.
@@ -158,6 +165,27 @@ class BlendState:
     def current_weights(self):
         """The weights in force: the last estimate's, else the initial ones."""
         return self.estimates[-1].weights if self.estimates else self.initial_weights
+
+    def logs_at(self, epoch):
+        """The log entries of `epoch` (see `LOG_KEYS`): what was measured or
+        estimated after `epoch` completed epochs, then the weights in force.
+
+        Example:
+
+        >>> s = BlendState(("a", "fused"), (0.5, 0.5))
+        >>> s.add(Measurement(1, [0.25, 0.5], [1, 1])).logs_at(1)
+        {'gblend_train_loss_a': 0.25, 'gblend_train_loss_fused': 0.5, \
+'gblend_heldout_loss_a': 1.0, 'gblend_heldout_loss_fused': 1.0, \
+'gblend_weight_a': 0.5, 'gblend_weight_fused': 0.5}
+        """
+        weights = zip(self.head_names, self.current_weights)
+        in_force = {log_key(IN_FORCE, h): float(w) for h, w in weights}
+        values = {}
+        for record in (*self.measurements, *self.estimates):
+            if record.epoch == epoch:
+                values.update(log_values(record, self.head_names))
+        # The weights in force last, at every epoch (an estimate's are the same).
+        return {k: v for k, v in values.items() if k not in in_force} | in_force
 
     def add(self, record):
         """Returns a new state with a `Measurement` or an `Estimate` appended.
@@ -206,6 +234,32 @@ class BlendState:
             estimates=tuple(e for e in self.estimates if e.epoch <= epoch),
         )
 
+    def resume(self, head_names, epoch, *, path=None):
+        """The state a run of `head_names`'s model resumed at `epoch` continues.
+
+        Args:
+            head_names: The heads of the resumed model.
+            epoch: The epochs it completed (`fit`'s `initial_epoch`).
+            path: The state file, named in the error.
+
+        Returns:
+            `truncate(epoch)`.
+
+        Raises:
+            ValueError: If this is a state of other heads.
+
+        Example:
+
+        >>> BlendState(("a", "fused")).resume(("b", "fused"), 2, path="s.json")
+        Traceback (most recent call last):
+        ...
+        ValueError: `state_path` must be a state of this model's heads ['b', 'fused'], not of ['a', 'fused']. Received 's.json'.
+        """  # noqa: E501
+        heads, mine = list(head_names), list(self.head_names)
+        expected = f"a state of this model's heads {heads}, not of {mine}"
+        messages.check_argument("state_path", path, heads == mine, expected)
+        return self.truncate(epoch)
+
     def to_dict(self):
         """The JSON-ready dict of the version-2 format (see the module doc)."""
         return {
@@ -251,6 +305,60 @@ class BlendState:
             raise ValueError(f"Malformed G-Blend state (version 2): {error}") from error
 
 
+LOG_PREFIX = "gblend_"
+# The log keys, `gblend_<quantity>_<head>` (one float per head), that the
+# callback writes into `fit`'s logs (for History, CSVLogger, TensorBoard):
+# quantity -> (the record that holds it, its attribute). A record's values are
+# logged at the epoch it was made, except `IN_FORCE`: the weights in force,
+# logged every epoch (an estimate's weights are those in force after it).
+LOG_KEYS = {
+    "weight": (Estimate, "weights"),
+    "dG": (Estimate, "d_g"),
+    "dO": (Estimate, "d_o"),
+    "ogr": (Estimate, "ogr"),
+    "train_loss": (Measurement, "train"),
+    "heldout_loss": (Measurement, "heldout"),
+}
+IN_FORCE = "weight"
+
+
+def log_key(quantity, head):
+    """The log key of `quantity` (a key of `LOG_KEYS`) for `head`.
+
+    Example:
+
+    >>> log_key("dG", "fused")
+    'gblend_dG_fused'
+    """
+    return f"{LOG_PREFIX}{quantity}_{head}"
+
+
+def log_values(record, head_names):
+    """The log entries of a `Measurement` or an `Estimate` (see `LOG_KEYS`).
+
+    Args:
+        record: A `Measurement` or an `Estimate`.
+        head_names: The heads, in the record's order.
+
+    Returns:
+        A dict from log key to float, in `LOG_KEYS` order, then head order.
+
+    Example:
+
+    >>> e = Estimate(2, "ok", [0.75, 0.25], [0.5, 0.25], [0.25, 0.5], [0.5, 2.0])
+    >>> log_values(e, ("a", "fused"))["gblend_dG_fused"]
+    0.25
+    >>> sorted(log_values(Measurement(1, [1.0], [2.0]), ("a",)))
+    ['gblend_heldout_loss_a', 'gblend_train_loss_a']
+    """
+    return {
+        log_key(quantity, head): float(value)
+        for quantity, (kind, attribute) in LOG_KEYS.items()
+        if isinstance(record, kind)
+        for head, value in zip(head_names, getattr(record, attribute))
+    }
+
+
 def _as_lists(record):
     return {
         k: list(v) if isinstance(v, tuple) else v
@@ -264,7 +372,7 @@ def _from_v1(data):
     heads = tuple(data.get("head_names") or ())
     if not heads and estimates:
         keys = [k[len("weight_") :] for k in estimates[0] if k.startswith("weight_")]
-        heads = tuple(sorted(keys, key=lambda h: h == "fused"))
+        heads = tuple(sorted(keys, key=lambda h: h == _V1_FUSED))
     if not heads:
         raise ValueError(
             "The G-Blend state (version 1) holds no head names and no estimates."
@@ -293,7 +401,10 @@ def _from_v1(data):
         ) from error
 
 
-_V1_KEYS = ("weight", "dG", "dO", "ogr")
+# Version 1 named the fused head "fused" (`keras_gblend.model.heads.FUSED`)
+# and kept the estimates' log quantities as per-head keys, `weight_<head>`, ...
+_V1_FUSED = "fused"
+_V1_KEYS = tuple(q for q, (kind, _) in LOG_KEYS.items() if kind is Estimate)
 
 
 def save(path, state):

@@ -1,12 +1,15 @@
 """What G-Blend tells the user: warning categories, estimate lines, their place.
 
-Warnings are attributed to the user's own code (the `fit` call), not to the
-package or Keras, and the callback emits them after Keras's progress-bar line.
+Every error about an argument has one form, that of `check_argument`: the
+argument's name, what was expected, what was received. Warnings are attributed
+to the user's own code (the `fit` call), not to the package or Keras, and the
+callback emits them after Keras's progress-bar line.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -67,13 +70,82 @@ def warn(warning):
     >>> str(caught[0].message), caught[0].filename.endswith("keras_gblend")
     ('look', False)
     """
-    libraries = [os.path.dirname(keras.__file__), os.path.dirname(__file__)]
+    package = os.path.dirname(os.path.dirname(__file__))  # keras_gblend/
+    libraries = [os.path.dirname(keras.__file__), package]
     if "tensorflow" in sys.modules:
         libraries.append(os.path.dirname(sys.modules["tensorflow"].__file__))
     frame, level = sys._getframe(1), 2
     while frame.f_back and frame.f_code.co_filename.startswith(tuple(libraries)):
         frame, level = frame.f_back, level + 1
     warnings.warn(warning, stacklevel=level)
+
+
+def check_argument(name, value, ok, expected):
+    """Raises a `ValueError` naming the argument, what it expected and received.
+
+    Args:
+        name: The argument's name.
+        value: What was received.
+        ok: Whether `value` is valid.
+        expected: What a valid value is, completing "`name` must be ...".
+
+    Raises:
+        ValueError: If not `ok`.
+
+    Example:
+
+    >>> check_argument("smoothing", 1.0, False, "in [0, 1)")
+    Traceback (most recent call last):
+    ...
+    ValueError: `smoothing` must be in [0, 1). Received 1.0.
+    """
+    if not ok:
+        raise ValueError(f"`{name}` must be {expected}. Received {value!r}.")
+
+
+def check_one_of(name, value, choices):
+    """Raises unless `value` is one of `choices` (see `check_argument`).
+
+    Example:
+
+    >>> check_one_of("mode", "fast", ("in_situ", "exact"))
+    Traceback (most recent call last):
+    ...
+    ValueError: `mode` must be one of ['in_situ', 'exact']. Received 'fast'.
+    """
+    check_argument(name, value, value in choices, f"one of {list(choices)}")
+
+
+def check_int(name, value, low):
+    """Raises unless `value` is an int `>= low` (see `check_argument`).
+
+    Example:
+
+    >>> check_int("super_epoch", 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `super_epoch` must be an int >= 1. Received 0.
+    """
+    ok = isinstance(value, numbers.Integral) and value >= low
+    check_argument(name, value, ok, f"an int >= {low}")
+
+
+def emit(items):
+    """Says `items` in order: warns the `Warning`s, prints the rest.
+
+    The callback keeps what an epoch has to say and emits it after Keras's
+    progress-bar line of that epoch.
+
+    Example:
+
+    >>> emit(["G-Blend epoch 3: weights ..."])
+    G-Blend epoch 3: weights ...
+    """
+    for item in items:
+        if isinstance(item, Warning):
+            warn(item)
+        else:
+            print(item, flush=True)
 
 
 def check_optimizer(optimizer):
@@ -101,11 +173,20 @@ def check_optimizer(optimizer):
         )
 
 
-def check_min_weight(min_weight, num_heads):
-    """Warns when `min_weight` forces every weight to `1 / num_heads`.
+def check_min_weight(min_weight, num_heads=None):
+    """Checks `GBlendCallback`'s `min_weight`; warns if it forces equal weights.
 
-    `GBlendCallback` calls it when `fit` starts, after refusing a `min_weight`
-    above `1 / num_heads`.
+    Args:
+        min_weight: The smallest weight of a head.
+        num_heads: None when the callback is built (it cannot know the number
+            of heads): `min_weight` must be in `[0, 1)`. The model's number of
+            heads when `fit` starts: `min_weight` must be at most
+            `1 / num_heads`, and at `1 / num_heads` (every weight forced equal)
+            a `GBlendWarning` says so.
+
+    Raises:
+        ValueError: If `min_weight` is out of its range, saying when it is
+            checked.
 
     Example:
 
@@ -115,8 +196,19 @@ def check_min_weight(min_weight, num_heads):
     ...     check_min_weight(0.25, 4)
     >>> str(caught[0].message).split(":")[1]
     ' min_weight=0.25 is 1/num_heads for 4 heads'
-    """
-    if forces_equal_weights(min_weight, num_heads):
+    >>> check_min_weight(0.5, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: `min_weight` must be in [0, 1/num_heads] = [0, 0.3333] for 3 heads (checked when fit starts, before any epoch). Received 0.5.
+    """  # noqa: E501
+    if num_heads is None:
+        ok, bound = 0 <= min_weight < 1, "[0, 1) here, and at most 1/num_heads"
+    else:
+        ok = min_weight <= 1 / num_heads
+        bound = f"[0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads"
+    when = "(checked when fit starts, before any epoch)"
+    check_argument("min_weight", min_weight, ok, f"in {bound} {when}")
+    if num_heads is not None and forces_equal_weights(min_weight, num_heads):
         warn(
             GBlendWarning(
                 f"G-Blend: min_weight={min_weight:.4g} is 1/num_heads for "
@@ -127,6 +219,20 @@ def check_min_weight(min_weight, num_heads):
                 "re-weight the heads."
             )
         )
+
+
+def diverged(loss, epoch):
+    """The warning when the training loss is `loss` (NaN or inf) after `epoch`.
+
+    Example:
+
+    >>> str(diverged(float("nan"), 3)).split(": ")[1]
+    'the training loss is nan at epoch 3'
+    """
+    return GBlendWarning(
+        f"G-Blend: the training loss is {loss} at epoch {epoch}: stopped training. "
+        "Check the training inputs for NaN or inf, or lower the learning rate."
+    )
 
 
 def check_schedule(epochs, first_estimate, warmup_epochs, super_epoch):

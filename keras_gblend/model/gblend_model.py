@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from keras_gblend.model import objective
+from keras_gblend.model import fit_setup, objective
 from keras_gblend.model.heads import FUSED, check_modalities, weights_vector
 from keras_gblend.model.output_modes import OutputModes
 
@@ -196,7 +196,7 @@ class GBlendModel(OutputModes, keras.Model):
         """Trains the model; `keras.Model.fit` with G-Blend-aware callbacks.
 
         Same arguments as `keras.Model.fit`. With a `GBlendCallback` among
-        `callbacks` (see `keras_gblend.training.logs.prepare_callbacks`): it runs
+        `callbacks` (see `keras_gblend.model.fit_setup.prepare_callbacks`): it runs
         before the other callbacks, so they see its keys of the same epoch; the
         progress bar leaves out its per-estimate diagnostics (it prints them on
         its own line); two of them are refused, `T'`/`V` are compared with
@@ -212,10 +212,8 @@ class GBlendModel(OutputModes, keras.Model):
             ValueError: If `x` is a list or tuple: inputs must be a dict keyed
                 by modality.
         """
-        from keras_gblend.training import logs
-
         self._refuse_sequence(x)
-        callbacks = logs.prepare_callbacks(
+        callbacks = fit_setup.prepare_callbacks(
             callbacks,
             verbose=verbose,
             x=x,

@@ -26,12 +26,18 @@ import numpy as np
 
 from keras_gblend.blend import state
 from keras_gblend.common import io_utils
+from keras_gblend.model.heads import FUSED
 
-QUANTITIES = ("weight", "dG", "dO", "ogr", "train_loss", "heldout_loss")
-LOG_PREFIX = "gblend_"
-_FUSED = "fused"
-# Logged every epoch but changed only by an estimate: keep the estimate epochs.
-_PER_ESTIMATE = ("dG", "dO", "ogr")
+# The log quantities (`gblend_<quantity>_<head>`), as `keras_gblend.blend.state`
+# defines them.
+QUANTITIES = tuple(state.LOG_KEYS)
+LOG_PREFIX = state.LOG_PREFIX
+_ESTIMATED = tuple(
+    q for q, (kind, _) in state.LOG_KEYS.items() if kind is state.Estimate
+)
+# Estimated quantities older files logged at every epoch (the same values until
+# the next estimate): their rows are kept only where a value changes.
+_PER_ESTIMATE = tuple(q for q in _ESTIMATED if q != state.IN_FORCE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +45,7 @@ class BlendHistory:
     """Per-head G-Blend quantities over training.
 
     Attributes:
-        head_names: Head names, modalities first and `"fused"` last.
+        head_names: Head names, modalities first and the fused head last.
         epochs: Dict from quantity (one of `QUANTITIES` present in the source)
             to an int64 array `(n,)` of epochs completed when it was recorded.
         values: Dict from quantity to a float64 array `(n, len(head_names))`.
@@ -163,36 +169,34 @@ def write_history_csv(path, blend_state):
     2,ok,0.2,0.8,0.1,0.2,0.1,0.1,1.0,0.5
     """
     heads = blend_state.head_names
-    fields = (("weight", "weights"), ("dG", "d_g"), ("dO", "d_o"), ("ogr", "ogr"))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = [f"{LOG_PREFIX}{key}_{h}" for key, _ in fields for h in heads]
+    header = [state.log_key(q, h) for q in _ESTIMATED for h in heads]
     writer.writerow(["epoch", "status"] + header)
     for record in blend_state.estimates:
-        values = [v for _, name in fields for v in getattr(record, name)]
+        values = list(state.log_values(record, heads).values())
         writer.writerow([record.epoch - 1, record.status] + values)
     io_utils.atomic_write_text(path, buffer.getvalue())
 
 
 def _heads_from_keys(keys, prefix):
     heads = [k[len(prefix) :] for k in keys if k.startswith(prefix)]
-    return tuple([h for h in heads if h != _FUSED] + [h for h in heads if h == _FUSED])
+    return tuple([h for h in heads if h != FUSED] + [h for h in heads if h == FUSED])
 
 
 def _from_state(blend_state):
     heads = blend_state.head_names
     epochs, values = {}, {}
-    rows = list(blend_state.estimates)
-    weights = [(e.epoch, e.weights) for e in rows]
-    if blend_state.initial_weights is not None:
-        weights.insert(0, (0, blend_state.initial_weights))
-    columns = {"weight": weights}
-    for quantity, name in (("dG", "d_g"), ("dO", "d_o"), ("ogr", "ogr")):
-        columns[quantity] = [(e.epoch, getattr(e, name)) for e in rows]
-    for quantity, name in (("train_loss", "train"), ("heldout_loss", "heldout")):
-        columns[quantity] = [
-            (m.epoch, getattr(m, name)) for m in blend_state.measurements
-        ]
+    columns = {}
+    for quantity, (kind, name) in state.LOG_KEYS.items():
+        rows = (
+            blend_state.estimates
+            if kind is state.Estimate
+            else blend_state.measurements
+        )
+        columns[quantity] = [(r.epoch, getattr(r, name)) for r in rows]
+    if blend_state.initial_weights is not None:  # In force from the start.
+        columns[state.IN_FORCE].insert(0, (0, blend_state.initial_weights))
     for quantity, pairs in columns.items():
         if pairs:
             epochs[quantity] = np.array([e for e, _ in pairs], np.int64)
@@ -234,7 +238,7 @@ def _from_csv(text, name):
 
 
 def _from_columns(columns, epochs, name):
-    heads = _heads_from_keys(columns, LOG_PREFIX + "weight_")
+    heads = _heads_from_keys(columns, state.log_key(state.IN_FORCE, ""))
     if not heads:
         found = sorted(columns)
         raise ValueError(
@@ -244,7 +248,7 @@ def _from_columns(columns, epochs, name):
         )
     out_epochs, out_values = {}, {}
     for quantity in QUANTITIES:
-        keys = [f"{LOG_PREFIX}{quantity}_{h}" for h in heads]
+        keys = [state.log_key(quantity, h) for h in heads]
         if not all(k in columns for k in keys):
             continue
         table = np.array([[_float(v) for v in columns[k]] for k in keys]).T

@@ -30,23 +30,26 @@ PRESETS = {
 class GBlendCallback(keras.callbacks.Callback):
     """Re-weights a `GBlendModel`'s per-head losses from measured overfitting.
 
-    Every `super_epoch` epochs after `warmup_epochs`, the callback measures every
-    head's loss on `T'` and `V` (in inference mode, `keras_gblend.blend.measure`),
-    estimates blend weights (`keras_gblend.blend.estimators`) and assigns them to the
-    model's loss-weight variables (effective at the next step, no re-trace).
-    The record lives in `self.state` (`keras_gblend.blend.state.BlendState`; epochs
-    counted as epochs completed) and, with `state_path`, in a file.
+    Every `super_epoch` epochs after `warmup_epochs`, the callback measures
+    (a measurer of `keras_gblend.blend.measure`, chosen by `mode`: every head's
+    loss on `T'` and `V`, in inference mode), estimates blend weights
+    (`keras_gblend.blend.estimators`), and assigns them, scaled
+    (`formula.scale_weights`), to the model's loss-weight variables (effective
+    at the next step, no re-trace). The record lives in `self.state`
+    (`keras_gblend.blend.state.BlendState`; epochs counted as epochs completed)
+    and, with `state_path`, in a file.
 
-    Logs (for `History`, `CSVLogger`, `TensorBoard`; `GBlendModel.fit` runs
-    this callback before the others): `gblend_weight_<head>` every epoch (the
+    Logs (`keras_gblend.blend.state.LOG_KEYS`, for `History`, `CSVLogger`,
+    `TensorBoard`; `GBlendModel.fit` runs this callback before the others, see
+    `runs_first`): `gblend_weight_<head>` every epoch (the
     weights in force, summing to 1); `gblend_dG_<head>`, `gblend_dO_<head>`,
     `gblend_ogr_<head>` at estimate epochs and `gblend_train_loss_<head>`,
     `gblend_heldout_loss_<head>` at measurement epochs only, never a NaN
     placeholder (like Keras's `val_*` keys with `validation_freq`). Keras's
     `CSVLogger` fixes its columns at its first epoch and drops keys that appear
-    later; `keras_gblend.training.logs.CSVLogger` adds them. The progress bar shows the
-    weights; the estimate's values are in the callback's own line, printed (with
-    any warning) after Keras's progress bar line.
+    later; `keras_gblend.training.logs.CSVLogger` adds them. The progress bar
+    shows the weights; the estimate's values are in the callback's own line,
+    printed (with any warning) after Keras's progress bar line.
 
     Args:
         train_subset: `T'`: `(x, y)` arrays or a batched `tf.data.Dataset`, a fixed
@@ -147,6 +150,11 @@ class GBlendCallback(keras.callbacks.Callback):
         model's own heads instead of training copies).
     """
 
+    # The marker by which `GBlendModel.fit` finds this callback and runs it
+    # before the others (`keras_gblend.model.fit_setup`, in the layer below,
+    # does not import this class).
+    runs_first = True
+
     def __init__(
         self,
         train_subset,
@@ -169,68 +177,55 @@ class GBlendCallback(keras.callbacks.Callback):
         verbose=1,
     ):
         super().__init__()
-        _check("preset", preset, preset in PRESETS, f"one of {list(PRESETS)}")
-        settings = dict(PRESETS[preset])
+        messages.check_one_of("preset", preset, PRESETS)
         given = dict(estimator=estimator, weight_scale=weight_scale, output=output)
-        settings.update({k: v for k, v in given.items() if v is not None})
-        estimator, weight_scale, output = (
-            settings["estimator"],
-            settings["weight_scale"],
-            settings["output"],
-        )
-        _check("mode", mode, mode in MODES, f"one of {list(MODES)}")
-        _check("output", output, output in OUTPUTS, f"one of {list(OUTPUTS)}")
-        _check(
-            "weight_scale",
-            weight_scale,
-            weight_scale in formula.WEIGHT_SCALES,
-            f"one of {list(formula.WEIGHT_SCALES)}",
-        )
-        for name, value, low in (
-            ("warmup_epochs", warmup_epochs, 0),
-            ("super_epoch", super_epoch, 1),
-            ("exact_epochs", exact_epochs, 1),
-        ):
-            ok = isinstance(value, (int, np.integer)) and value >= low
-            _check(name, value, ok, f"an int >= {low}")
-        _check("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
-        _check(
-            "min_weight",
-            min_weight,
-            0 <= min_weight < 1,
-            "in [0, 1) here, and at most 1/num_heads (checked when fit starts, "
-            "before any epoch)",
-        )
-        if mode == "exact":
-            _check(
+        given = {k: v for k, v in given.items() if v is not None}
+        settings = {"preset": preset, **PRESETS[preset], **given}
+        messages.check_one_of("mode", mode, MODES)
+        messages.check_one_of("output", settings["output"], OUTPUTS)
+        scale = settings["weight_scale"]
+        messages.check_one_of("weight_scale", scale, formula.WEIGHT_SCALES)
+        messages.check_int("warmup_epochs", warmup_epochs, 0)
+        messages.check_int("super_epoch", super_epoch, 1)
+        messages.check_int("exact_epochs", exact_epochs, 1)
+        messages.check_argument("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
+        messages.check_min_weight(min_weight)
+        if mode == "exact":  # The one mode branch: what measures.
+            messages.check_argument(
                 "train_data",
                 train_data,
                 train_data is not None,
                 "given with mode='exact' (the copies train on it)",
             )
-            train_data = arrays.check_data("train_data", train_data)
-        self.train_subset = arrays.check_data("train_subset", train_subset)
-        self.heldout = arrays.check_data("heldout", heldout)
-        arrays.check_disjoint(self.train_subset, self.heldout, warn=messages.warn)
-        self.estimator = estimators.get(estimator)
-        self.preset, self.output = preset, output
-        self.settings = dict(
-            preset=preset,
-            estimator=estimator if isinstance(estimator, str) else repr(estimator),
-            weight_scale=weight_scale,
-            output=output,
-        )
+            self._measurer = head_copies.HeadCopies(
+                train_data,
+                train_subset,
+                heldout,
+                epochs=exact_epochs,
+                batch_size=batch_size,
+            )
+        else:
+            self._measurer = measure.InSituMeasurer(
+                train_subset, heldout, batch_size=batch_size
+            )
+        self.train_subset = self._measurer.train_subset
+        self.heldout = self._measurer.heldout
+        self.estimator = estimators.get(settings["estimator"])
+        if not isinstance(settings["estimator"], str):
+            settings["estimator"] = repr(settings["estimator"])
+        self.preset, self.output, self.settings = preset, settings["output"], settings
         self.warmup_epochs, self.super_epoch = warmup_epochs, super_epoch
         self.min_weight, self.smoothing = min_weight, smoothing
-        self.weight_scale, self.overfit_floor = weight_scale, overfit_floor
+        self.weight_scale, self.overfit_floor = scale, overfit_floor
         self.batch_size, self.mode, self.train_data = batch_size, mode, train_data
-        self.exact_epochs, self.state_path, self.verbose = (
-            exact_epochs,
-            state_path,
-            verbose,
+        self.exact_epochs, self.state_path = exact_epochs, state_path
+        self.verbose = verbose
+        self.state, self._pending, self._started, self._diverged = (
+            None,
+            [],
+            False,
+            False,
         )
-        self.state, self._pending, self._started = None, [], False
-        self._diverged = False
 
     @property
     def estimates(self):
@@ -249,32 +244,12 @@ class GBlendCallback(keras.callbacks.Callback):
                 "GBlendCallback needs a GBlendModel (see build_gblend_"
                 f"model). Received {type(model).__name__}."
             )
-        num_heads = len(model.head_names)
-        _check(
-            "min_weight",
-            self.min_weight,
-            self.min_weight <= 1 / num_heads,
-            f"in [0, 1/num_heads] = [0, {1 / num_heads:.4g}] for {num_heads} heads "
-            "(checked when fit starts, before any epoch)",
-        )
-        messages.check_min_weight(self.min_weight, num_heads)
+        messages.check_min_weight(self.min_weight, len(model.head_names))
         messages.check_optimizer(model.optimizer)
-        if self.mode == "exact":
-            self._copies = head_copies.HeadCopies(
-                model,
-                self.train_data,
-                self.train_subset,
-                self.heldout,
-                epochs=self.exact_epochs,
-                batch_size=self.batch_size,
-            )
-        else:
-            sets = {"train_subset": self.train_subset, "heldout": self.heldout}
-            self._data = [
-                measure.prepare(d, model=model, batch_size=self.batch_size, name=n)
-                for n, d in sets.items()
-            ]
-        _check_run(self)
+        self._measurer.setup(model)
+        first = next(e for e in itertools.count(1) if self.estimates_at(e))
+        epochs = (self.params or {}).get("epochs")
+        messages.check_schedule(epochs, first, self.warmup_epochs, self.super_epoch)
         exists = self.state_path and os.path.exists(self.state_path)
         self.state = state.load(self.state_path) if exists else None
         self._started = self._diverged = False
@@ -284,57 +259,28 @@ class GBlendCallback(keras.callbacks.Callback):
         if self._started:
             return
         self._started = True
+        heads = self.model.head_names
         if self.state is not None and epoch > 0:  # Resumed: drop what came later.
-            heads = self.model.head_names
-            _check(
-                "state_path",
-                self.state_path,
-                self.state.head_names == heads,
-                f"a state of this model's heads {list(heads)}, not of "
-                f"{list(self.state.head_names)}",
-            )
-            self.state = self.state.truncate(epoch)
+            self.state = self.state.resume(heads, epoch, path=self.state_path)
             return
         weights = np.array(list(self.model.get_blend_weights().values()))
         weights = weights / weights.sum()
-        if self.weight_scale != "sum_to_one":
-            self.model.set_blend_weights(
-                formula.scale_weights(weights, self.weight_scale)
-            )
-        self.state = state.BlendState(
-            self.model.head_names, weights, settings=self.settings
-        )
-        if epoch == 0 and self.mode == "in_situ" and self.warmup_epochs == 0:
-            self._measure(0)
+        if self.weight_scale != "sum_to_one":  # The paper's: the model's as they are.
+            self._assign(weights)
+        self.state = state.BlendState(heads, weights, settings=self.settings)
+        if epoch == 0 and self._measurer.recorded and self.warmup_epochs == 0:
+            self._measure(0)  # The reference, before training.
         self._save()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
-        done, heads = epoch + 1, self.model.head_names
         if not math.isfinite(logs.get("loss", 0.0)):
             self.model.stop_training = self._diverged = True
-            return self._pending.append(
-                GBlendWarning(
-                    f"G-Blend: the training loss is {logs['loss']} at epoch {done}: "
-                    "stopped training. Check the training inputs for NaN or inf, or "
-                    "lower the learning rate."
-                )
-            )
-        since = done - self.warmup_epochs
+            return self._pending.append(messages.diverged(logs["loss"], epoch + 1))
+        since = epoch + 1 - self.warmup_epochs
         if since >= 0 and since % self.super_epoch == 0:
-            if self.mode == "exact":
-                self._estimate(done, self._copies.run(self.model, epoch=done))
-            else:
-                last = self._measure(done)
-                logs.update(
-                    _keyed(heads, train_loss=last.train, heldout_loss=last.heldout)
-                )
-                if len(self.state.measurements) > 1:
-                    self._estimate(done, self.state.measurements)
-        if self.state.estimates and self.state.estimates[-1].epoch == done:
-            last = self.state.estimates[-1]
-            logs.update(_keyed(heads, dG=last.d_g, dO=last.d_o, ogr=last.ogr))
-        logs.update(_keyed(heads, weight=self.state.current_weights))
+            self._measure(epoch + 1)
+        logs.update(self.state.logs_at(epoch + 1))
 
     def on_train_end(self, logs=None):
         if self.output == "auto" and self.state is not None and not self._diverged:
@@ -362,16 +308,18 @@ class GBlendCallback(keras.callbacks.Callback):
         [5, 8]
         """
         since = epoch - self.warmup_epochs
-        first = 0 if self.mode == "exact" else 1
+        first = 1 if self._measurer.recorded else 0  # In situ: a reference first.
         return since >= first and since % self.super_epoch == 0
 
     def _measure(self, epoch):
-        record = measure.measurement(
-            self.model, self._data, epoch=epoch, batch_size=self.batch_size
-        )
-        self.state = self.state.add(record)
-        self._save()
-        return record
+        """Measures; records what the measurer says to; estimates from two on."""
+        measurements = self._measurer.measurements(self.model, epoch)
+        if self._measurer.recorded:
+            for measurement in measurements:
+                self._record(measurement)
+            measurements = self.state.measurements
+        if len(measurements) > 1:
+            self._estimate(epoch, measurements)
 
     def _estimate(self, epoch, measurements):
         previous = np.array(self.state.current_weights)
@@ -384,57 +332,30 @@ class GBlendCallback(keras.callbacks.Callback):
         weights = previous  # No head generalised: the weights stay as they were.
         if estimate.status == "ok":
             weights = estimate.weights + self.smoothing * (previous - estimate.weights)
-            self.model.set_blend_weights(
-                formula.scale_weights(weights, self.weight_scale)
-            )
+            self._assign(weights)
         before = self.state.estimates[-1] if self.state.estimates else None
         record = state.Estimate(
             epoch, estimate.status, weights, estimate.d_g, estimate.d_o, estimate.ogr
         )
-        self.state = self.state.add(record)
-        self._save()
+        self._record(record)
         said = messages.estimate_messages(
             self.model.head_names, record, before, self.min_weight
         )
         self._pending += said if self.verbose else said[:-1]
 
+    def _assign(self, weights):
+        """The one place weights reach the model: blend weights, scaled."""
+        self.model.set_blend_weights(formula.scale_weights(weights, self.weight_scale))
+
+    def _record(self, record):
+        self.state = self.state.add(record)
+        self._save()
+
     def _flush(self):
-        """Prints the lines and warnings of the last epoch, after Keras's bar line."""
+        """Says what the last epoch had to say, after Keras's bar line."""
         pending, self._pending = self._pending, []
-        for item in pending:
-            if isinstance(item, Warning):
-                messages.warn(item)
-            else:
-                print(item, flush=True)
+        messages.emit(pending)
 
     def _save(self):
         if self.state_path:
             state.save(self.state_path, self.state)
-
-
-def _keyed(heads, **quantities):
-    return {
-        f"gblend_{q}_{h}": float(v)
-        for q, values in quantities.items()
-        for h, v in zip(heads, values)
-    }
-
-
-def _check(name, value, ok, expected):
-    if not ok:
-        raise ValueError(f"`{name}` must be {expected}. Received {value!r}.")
-
-
-def _check_run(callback):
-    """Checks what only `fit` reveals: `V`'s labels, the number of epochs."""
-    labels = None
-    if callback.mode == "in_situ":
-        labels = callback._data[1].labels  # Read from a dataset too.
-    elif not arrays.is_dataset(callback.heldout):
-        labels = callback.heldout[1]
-    if labels is not None:
-        arrays.check_heldout_labels(labels)
-    first = next(e for e in itertools.count(1) if callback.estimates_at(e))
-    epochs = (callback.params or {}).get("epochs")
-    warmup, super_epoch = callback.warmup_epochs, callback.super_epoch
-    messages.check_schedule(epochs, first, warmup, super_epoch)

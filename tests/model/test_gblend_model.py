@@ -1,6 +1,9 @@
 """Tests of GBlendModel: the loss-weight mechanism, bad input, save and load."""
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_gblend import FUSED, GBlendModel, build_gblend_model
+from tests.conftest import REPO_ROOT
 
 
 def _branches(dims=(4, 4), units=3):
@@ -401,3 +405,37 @@ def test_list_or_tuple_inputs_are_refused_naming_the_modalities(kind):
         model.evaluate(sequence, y, verbose=0)
     with pytest.raises(ValueError, match=match):
         model.predict(sequence, verbose=0)
+
+
+# Builds and fits a model with `keras_gblend/__init__.py` left out (it imports
+# every layer), then lists the package's modules that got imported.
+_MODEL_LAYER_ONLY = """
+import json, sys, types
+import numpy as np
+package = types.ModuleType("keras_gblend")
+package.__path__ = ["keras_gblend"]
+sys.modules["keras_gblend"] = package
+from keras_gblend.model import builder, encoders
+branches = {m: encoders.mlp_encoder((2,), units=(2,), name=m + "_e") for m in "ab"}
+model = builder.build_gblend_model(branches, num_classes=2)
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+x = {m: np.zeros((4, 2), "float32") for m in "ab"}
+model.fit(x, np.zeros(4, "int32"), epochs=1, verbose=0)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("keras_gblend."))))
+"""
+
+
+def test_the_model_and_its_fit_import_no_higher_layer():
+    # Issue 18, item 3: `fit` once imported the training layer lazily.
+    out = subprocess.run(
+        [sys.executable, "-c", _MODEL_LAYER_ONLY],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert "keras_gblend.model.fit_setup" in loaded  # `fit` ran its set-up.
+    higher = [m for m in loaded if m.split(".")[1] in ("training", "report")]
+    assert higher == []

@@ -18,8 +18,8 @@ from keras_gblend.training.callback import AdaptiveOptimizerWarning
 from tests.helpers import synthetic_setup
 
 HEADS = ("a", "b", "fused")
-# The paper's configuration, whose numbers these tests check in closed form
-# (the default preset's floor, scale and output choice: tests/training/test_defaults.py).
+# The paper's configuration, whose numbers these tests check in closed form (the
+# default preset's floor, scale and output choice: tests/training/test_defaults.py).
 EVERY_EPOCH = dict(warmup_epochs=0, super_epoch=1, preset="paper")
 
 
@@ -181,7 +181,7 @@ def test_exact_mode_builds_copies_once_and_leaves_main_model_alone():
     seen = []
 
     def spy(epoch, logs):
-        sub = cb._copies._subs["a"]
+        sub = cb._measurer._subs["a"]
         seen.append((int(model.optimizer.iterations.numpy()), sub.train_function))
 
     _fit(model, train, [cb, keras.callbacks.LambdaCallback(on_epoch_end=spy)], 3)
@@ -202,7 +202,10 @@ def test_fallback_keeps_the_weights_bit_identical(monkeypatch):
         _fit(model, train, [cb], epochs=1)
     assert model.get_blend_weights() == before  # Not mixed with min_weight again.
     assert cb.estimates[0].status == "fallback"
-    assert cb.estimates[0].weights == tuple(before.values())
+    # The record holds blend weights (summing to 1): the model's, normalised once
+    # when training started, and kept bit for bit by the fallback.
+    assert cb.estimates[0].weights == cb.state.initial_weights
+    np.testing.assert_allclose(cb.estimates[0].weights, list(before.values()))
 
 
 def test_collapse_warns_once_including_a_hair_above_the_minimum(monkeypatch):

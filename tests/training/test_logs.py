@@ -1,4 +1,4 @@
-"""Tests of what G-Blend shows and records during `fit` (`keras_gblend.training.logs`)."""
+"""What G-Blend shows and checks during `fit`: logs, progress bar, data mistakes."""
 
 import csv
 import os
