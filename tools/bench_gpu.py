@@ -49,10 +49,21 @@ FULL = {
 }
 
 
-def find_pythons(overrides):
+STEP_BACKENDS = {
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+    "torch": "torch",
+    "tensorflow_mirrored": "tensorflow",
+    "peer": "torch",
+    "pipelines": "tensorflow",
+}
+
+
+def find_pythons(overrides, backends=tuple(IMPORTS)):
     """Backend -> a Python that imports it: given, this repository's, or this one."""
     pythons = {}
-    for backend, module in IMPORTS.items():
+    for backend in backends:
+        module = IMPORTS[backend]
         candidates = [overrides.get(backend), str(REPO_ROOT / LOCAL_VENVS[backend])]
         candidates.append(sys.executable)
         for python in filter(None, candidates):
@@ -107,7 +118,8 @@ def report(settings):
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     overrides = dict(item.split("=", 1) for item in settings.python)
-    pythons = find_pythons(overrides)
+    wanted = {STEP_BACKENDS[step] for step in settings.only or STEP_BACKENDS}
+    pythons = find_pythons(overrides, sorted(wanted))
     size = lambda key: ["--quick"] if settings.quick else FULL[key]  # noqa: E731
     load = os.getloadavg()
     lines = [

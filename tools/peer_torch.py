@@ -131,7 +131,7 @@ def peer_weights(before, after, min_weight=MIN_WEIGHT):
     >>> before = (np.array([1.0, 1.0]), np.array([1.2, 1.1]))
     >>> after = (np.array([0.5, 0.6]), np.array([1.0, 1.05]))
     >>> peer_weights(before, after, min_weight=0.0).round(3).tolist()
-    [0.069, 0.931]
+    [0.845, 0.155]
     """
     d_g = before[1] - after[1]
     d_o = (after[1] - after[0]) - (before[1] - before[0])
