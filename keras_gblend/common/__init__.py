@@ -1,8 +1,8 @@
 """What every layer may use; imports nothing else of the package.
 
 Modules:
-    messages: the warning categories (`GBlendWarning`), the estimate lines, and
-        the argument checks they word.
+    messages: the warning categories (`GBlendWarning`), the estimate lines,
+        and the argument checks that word their errors.
     io_utils: atomic writes of the files the package writes.
     tf_gate: `require_tensorflow`, the gate in front of every TensorFlow-only
         module: it says what to install or set when TensorFlow is missing.

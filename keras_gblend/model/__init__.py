@@ -6,7 +6,8 @@ Modules:
     fusion: how the branches' features are joined for the fused head.
     builder: `build_gblend_model`, branches in, compiled-ready model out.
     gblend_model: `GBlendModel`, its loss-weight variables and `fit`.
-    fit_setup: what `GBlendModel.fit` does to its callbacks and data first.
+    fit_setup: what `GBlendModel.fit` does first: callbacks in order, the
+        progress bar, checks of the data.
     objective: the unweighted `mean_head_loss`, one scale for the whole run.
     prediction: output modes as pure numpy (fused, mean, weighted).
     output_modes: the `GBlendModel` methods over them (`predict_output`, ...).

@@ -2,6 +2,6 @@
 
 Modules:
     callback: `GBlendCallback`, the weights estimated and assigned during fit.
-    logs: what fit shows and records (progress bar, `CSVLogger`).
+    logs: `CSVLogger`, whose columns grow as G-Blend's keys appear.
     tuning: `select_learning_rate`, the learning rate chosen on `V`.
 """
