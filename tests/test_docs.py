@@ -12,6 +12,12 @@
    `head_copies.HeadCopies`, `GBlendModel.head_model`), file paths
    (`tests/...py`, `tools/...py`, `docs/...md`, ...) and test ids
    (`tests/test_x.py::test_name`, or `test_x.py::test_name` under tests/).
+3. The README and docs use the public API only: their code imports from
+   `keras_gblend` (or its public sub-packages `data` and `baselines`), every
+   symbol they import exists there, and their prose cites the package as
+   `keras_gblend.<public name>` (docs/architecture.md, the map of the
+   internals, aside). `keras_gblend.__all__` is complete and imports no
+   TensorFlow-only module.
 """
 
 import ast
