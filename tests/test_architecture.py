@@ -3,7 +3,9 @@
 The graph is read from the source with `ast` (nothing is imported): one node
 per module of keras_gblend/, experiments/ and tools/ (a package's
 `__init__.py` is the package), one edge per import statement, wherever it is
-(imports inside functions count: a lazy import is still a dependency).
+(imports inside functions count: a lazy import is still a dependency; so do
+the names a module imports with `importlib.import_module` or lists in its
+`_LAZY` table of names imported on first access).
 `from package import name` is an edge to the submodule `package.name` when
 there is one, else to the package. The assertions:
 
@@ -77,6 +79,29 @@ def _imports(module, tree, modules):
                 base = ".".join(anchor + ([base] if base else []))
             for alias in node.names:
                 yield _known(f"{base}.{alias.name}", package, modules), node.lineno
+    for node in _dynamic_imports(tree):
+        if node.value in modules:
+            yield node.value, node.lineno
+
+
+def _dynamic_imports(tree):
+    """The module names (string constants) that `tree` imports by name: the
+    argument of `importlib.import_module(...)`, and every name in a `_LAZY`
+    table (a package's names imported on first access)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in (
+            "import_module",
+        ):
+            if node.args and isinstance(node.args[0], ast.Constant):
+                yield node.args[0]
+        elif isinstance(node, ast.Assign) and any(
+            getattr(target, "id", None) == "_LAZY" for target in node.targets
+        ):
+            yield from (
+                n
+                for n in ast.walk(node.value)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            )
 
 
 def _known(name, package, modules):
@@ -176,6 +201,7 @@ def test_the_graph_is_read_from_the_source():
     assert "keras_gblend.data.datasets" in graph["keras_gblend.data.av_digits"]
     assert "tools.bench_timing" in graph["tools.bench"]
     assert "keras_gblend.data" in graph["keras_gblend"]  # `from pkg import name`
+    assert "keras_gblend.tf.export" in graph["keras_gblend"]  # `_LAZY`
     assert all(n.startswith(ROOTS) for edges in graph.values() for n in edges)
 
 
