@@ -2,13 +2,12 @@
 what a method gets (`Context`) and gives back (`Outcome`).
 
 The methods are the rows of `experiments.methods.METHODS` (written in
-`experiments.rows` and `experiments.study_rows`), run by
-`experiments.methods.run_method`; the programs (`train`, `compare`, `crossval`,
-...) only choose rows and format tables. Every method trains on
-the same trained part of the training split; the held-out set `V` (a stratified
-or, for AV-Digits, speaker-grouped split of the training data) is used only for
-G-Blend's estimates and by early stopping. The test split is used once, for the
-reported accuracies.
+`experiments.rows`), run by `experiments.methods.run_method`; the programs
+(`train`, `compare`, `crossval`, ...) only choose rows and format tables. Every
+method trains on the same trained part of the training split; the held-out set
+`V` (a stratified or, for AV-Digits, speaker-grouped split of the training data)
+is used only for G-Blend's estimates and by early stopping. The test split is
+used once, for the reported accuracies.
 """
 
 from __future__ import annotations

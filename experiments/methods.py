@@ -1,17 +1,17 @@
 """Every method the experiments report, in one table, and the one runner.
 
-`METHODS` maps each row name to a function `method(ctx) -> Outcome` (written in
-`experiments.rows`: the comparison's methods, and `experiments.study_rows`: the
-fused-head study's); every program (`train`, `compare`, `crossval`,
-`sensitivity`, `study_fused`, `defaults_study`, `inference_study`, the tools)
-trains through `run_method`, which makes the `common.Context`, calls the method
-in the strategy's scope and turns every `Outcome` into one result row: the same
-test evaluation for every method, plus the chosen `evaluations`.
+`METHODS` maps each row name to a function `method(ctx) -> Outcome`, written in
+`experiments.rows` (the comparison's methods and the fused-head study's). Every
+program (`train`, `compare`, `crossval`, `sensitivity`, `study_fused`,
+`defaults_study`, `inference_study`, the tools) trains through `run_method`: it
+makes the `common.Context`, calls the method in the strategy's scope and turns
+every `Outcome` into one result row, the same test evaluation for every method
+plus the `evaluations` the program chose.
 
 Extending it (one small function, one table entry each):
 
-- a method: `def ogm_ge(ctx): ...; return Outcome(model)` in a rows module and
-  `"ogm_ge": rows.ogm_ge` here;
+- a method: `def ogm_ge(ctx): ...; return Outcome(model)` in `experiments.rows`
+  and `"ogm_ge": rows.ogm_ge` here;
 - a result field for every fused model: a function and an entry of
   `experiments.evaluations.EVALUATIONS`, named in `run_method(evaluations=...)`;
 - a field only one method knows: `Outcome(model, extra={"name": value})`.
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from experiments import common, rows, study_rows
+from experiments import common, rows
 from experiments.common import OUTPUT, Outcome
 from experiments.evaluations import DEFAULT, EVALUATIONS
 from keras_gblend import GBlendModel
@@ -49,21 +49,21 @@ METHODS = {
     "gblend_offline_recipe": rows.gblend_offline_recipe,
     "ogm_ge": rows.ogm_ge,
     # The fused-head study (`study_fused`) and the in-situ recipes' estimators.
-    "naive_lr_third": study_rows.naive_lr_third,
-    "naive_lr_x3": study_rows.naive_lr_x3,
-    "uniform_x3": study_rows.uniform_x3,
-    "dropout_x3": study_rows.dropout_x3,
-    "gblend_x3": study_rows.gblend_x3,
-    "gblend_x3_floor": study_rows.gblend_x3_floor,
-    "gblend_x3_stop": study_rows.gblend_x3_stop,
-    "gblend_x3_dropout": study_rows.gblend_x3_dropout,
-    "uniform_heads_dropout": study_rows.uniform_heads_dropout,
-    "recipe_paper": study_rows.recipe_paper,
-    "recipe_uncertain": study_rows.recipe_uncertain,
-    "recipe_windowed": study_rows.recipe_windowed,
-    "recipe_robust": study_rows.recipe_robust,
-    "recipe_rate": study_rows.recipe_rate,
-    "recipe_rate_uncertain": study_rows.recipe_rate_uncertain,
+    "naive_lr_third": rows.naive_lr_third,
+    "naive_lr_x3": rows.naive_lr_x3,
+    "uniform_x3": rows.uniform_x3,
+    "dropout_x3": rows.dropout_x3,
+    "gblend_x3": rows.gblend_x3,
+    "gblend_x3_floor": rows.gblend_x3_floor,
+    "gblend_x3_stop": rows.gblend_x3_stop,
+    "gblend_x3_dropout": rows.gblend_x3_dropout,
+    "uniform_heads_dropout": rows.uniform_heads_dropout,
+    "recipe_paper": rows.recipe_paper,
+    "recipe_uncertain": rows.recipe_uncertain,
+    "recipe_windowed": rows.recipe_windowed,
+    "recipe_robust": rows.recipe_robust,
+    "recipe_rate": rows.recipe_rate,
+    "recipe_rate_uncertain": rows.recipe_rate_uncertain,
 }
 
 

@@ -7,9 +7,24 @@ and `experiments.methods.run_method` runs one. Variants of a method are its
 function called with other arguments (`gblend_exact` is
 `gblend_online(ctx, mode="exact")`). The first sentence of a method's docstring
 is its legend in the tables (`experiments.legends`).
+
+The second half holds the fused-head study's rows (RESULTS.md, "Why the fused
+head stays near naive fusion"), built from the first half's. They isolate:
+
+* the learning-rate confound: with SGD (+ momentum, no weight decay) multiplying
+  every loss weight by c is exactly multiplying the learning rate by c, so a
+  weight scale is trained here as the learning rate times the scale (`_x3`:
+  times 3; the in-situ recipes `recipe_<estimator>`: times the number of heads
+  K + 1, their G-Blend weights summing to 1);
+* fused-head under-training: a floor on the fused head's share of the weights
+  (`keras_gblend.blend.estimators.fused_floor`, 1 / (K + 1));
+* memorised features reaching the fused head: a fused head that does not
+  back-propagate into the branches (`gblend_x3_stop`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import keras
 
@@ -215,3 +230,121 @@ def ogm_ge(ctx):
     )
     model.compile(optimizer=common.optimizer(ctx.config), metrics=["accuracy"])
     return Outcome(common.fit(ctx, model, [OGMSchedule()]), output=FUSED)
+
+
+# The fused-head study's rows.
+
+X3 = 3.0
+
+
+def _num_heads(ctx):
+    return len(ctx.task.train[0]) + 1
+
+
+def _at_rate(ctx, scale):
+    """`ctx` with its learning rate times `scale`."""
+    config = ctx.config
+    faster = dataclasses.replace(config, learning_rate=config.learning_rate * scale)
+    return dataclasses.replace(ctx, config=faster)
+
+
+def _stop_gradient_concat(features):
+    return keras.layers.Concatenate(name="fusion")(
+        [keras.ops.stop_gradient(f) for f in features]
+    )
+
+
+def naive_lr_third(ctx):
+    """Naive fusion at a third of the learning rate."""
+    return naive(_at_rate(ctx, 1 / 3))
+
+
+def naive_lr_x3(ctx):
+    """Naive fusion at three times the learning rate."""
+    return naive(_at_rate(ctx, X3))
+
+
+def uniform_x3(ctx):
+    """Every head's loss with the same weight, at three times the learning rate."""
+    return uniform(_at_rate(ctx, X3))
+
+
+def dropout_x3(ctx):
+    """Naive fusion with dropout, at three times the learning rate."""
+    return dropout(_at_rate(ctx, X3))
+
+
+def gblend_x3(ctx):
+    """In-situ G-Blend (the paper's) at three times the learning rate."""
+    return gblend_online(_at_rate(ctx, X3))
+
+
+def gblend_x3_floor(ctx):
+    """In-situ G-Blend at three times the learning rate, the fused head's share
+    floored at 1 / 3."""
+    estimator = estimators.fused_floor(estimators.paper, 1 / 3)
+    return gblend_online(_at_rate(ctx, X3), estimator=estimator)
+
+
+def gblend_x3_stop(ctx):
+    """In-situ G-Blend at three times the learning rate, the fused head cut from
+    the branches (its gradient stops at the features)."""
+    return gblend_online(_at_rate(ctx, X3), fusion=_stop_gradient_concat)
+
+
+def gblend_x3_dropout(ctx):
+    """In-situ G-Blend with dropout at three times the learning rate."""
+    return gblend_dropout(_at_rate(ctx, X3))
+
+
+def uniform_heads_dropout(ctx):
+    """The in-situ recipe without G-Blend: every head's loss with the same
+    weight, dropout, at K + 1 times the learning rate."""
+    return uniform(_at_rate(ctx, _num_heads(ctx)), dropout=ctx.config.dropout)
+
+
+def _recipe(ctx, estimator, rate=False):
+    """In-situ G-Blend with dropout, the fused share floored at 1 / (K + 1), at
+    K + 1 times the learning rate; `estimator` a name of `estimators`."""
+    estimator = estimators.get(estimator)
+    if rate:
+        estimator = estimators.rate_normalised(estimator)
+    heads = _num_heads(ctx)
+    return gblend_online(
+        _at_rate(ctx, heads),
+        dropout=ctx.config.dropout,
+        estimator=estimators.fused_floor(estimator, 1 / heads),
+    )
+
+
+def recipe_paper(ctx):
+    """The in-situ recipe: G-Blend (the paper's estimate) with dropout, the
+    fused head's share floored at 1 / (K + 1), at K + 1 times the learning
+    rate."""
+    return _recipe(ctx, "paper")
+
+
+def recipe_uncertain(ctx):
+    """The in-situ recipe with the `uncertain` estimator."""
+    return _recipe(ctx, "uncertain")
+
+
+def recipe_windowed(ctx):
+    """The in-situ recipe with the `windowed` estimator."""
+    return _recipe(ctx, "windowed")
+
+
+def recipe_robust(ctx):
+    """The in-situ recipe with the `robust` estimator."""
+    return _recipe(ctx, "robust")
+
+
+def recipe_rate(ctx):
+    """The in-situ recipe with rate-normalised deltas (`paper` estimator)."""
+    return _recipe(ctx, "paper", rate=True)
+
+
+def recipe_rate_uncertain(ctx):
+    """The in-situ recipe with rate-normalised deltas and the `uncertain`
+    estimator."""
+    return _recipe(ctx, "uncertain", rate=True)

@@ -8,11 +8,11 @@ Usage (about 10 minutes on a 2-core CPU for RESULTS.md's table):
 Every row trains on one cross-validation fold's training speakers minus `V`
 and is scored on `V` (whole training speakers, `crossval.selection_task`): the
 fold's test speakers are never read, so what is learnt here may choose the
-recipe. The rows are rows of `experiments.methods.METHODS` (the study's own in
-`experiments.study_rows`: learning-rate scales, fused floors, a stop-gradient
-fusion, the recipes' estimators), run by `methods.run_method` with two extra
-fields: `audio_shuffled_accuracy` (the fused head's accuracy on `V` with the
-audio permuted across examples: how much it leans on audio) and
+recipe. The rows are rows of `experiments.methods.METHODS` (the study's own are
+the second half of `experiments.rows`: learning-rate scales, fused floors, a
+stop-gradient fusion, the recipes' estimators), run by `methods.run_method` with
+two extra fields: `audio_shuffled_accuracy` (the fused head's accuracy on `V`
+with the audio permuted across examples: how much it leans on audio) and
 `weight_history` (every G-Blend estimate). This program only chooses the rows
 and formats the table.
 """

@@ -76,10 +76,20 @@ ONLINE = {
 FUSED_FLOOR = {"gblend_x3_floor"} | {m for m in ONLINE if m.startswith("recipe_")}
 
 
+# Every row of the comparison, and one of each kind of the fused-head study's
+# (each of those is built on the first: tests/experiments/test_study_rows.py).
+TRAINED = compare.FULL_METHODS + [
+    "naive_lr_third",
+    "uniform_heads_dropout",
+    "gblend_x3_stop",
+    "recipe_rate_uncertain",
+]
+
+
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 # gblend_default keeps the callback's own schedule (first estimate after epoch 5).
 @pytest.mark.filterwarnings("ignore:G-Blend. fit.epochs=2. ends before")
-@pytest.mark.parametrize("method", list(methods.METHODS))
+@pytest.mark.parametrize("method", TRAINED)
 def test_every_method_trains_with_its_own_weights(method, tmp_path):
     state_path = str(tmp_path / "state.json")
     rows = methods.run_method(method, _tiny_task(), TINY, state_path=state_path)

@@ -45,13 +45,18 @@ def _built(method, monkeypatch):
     return seen[-1]
 
 
-@pytest.mark.parametrize(
-    "method, factor",
-    [("naive", 1.0), ("naive_lr_third", 1 / 3), ("naive_lr_x3", 3.0),
-     ("uniform_x3", 3.0), ("dropout_x3", 3.0), ("gblend_x3", 3.0),
-     ("gblend_x3_dropout", 3.0), ("uniform_heads_dropout", 3.0),
-     ("recipe_paper", 3.0), ("recipe_rate_uncertain", 3.0)],
-)  # fmt: skip
+# Every row of the study but the comparison's own (naive: the unscaled rate).
+SCALES = {"naive": 1.0, "naive_lr_third": 1 / 3, "uniform_heads_dropout": 3.0}
+SCALES |= {m: 3.0 for m in methods.METHODS if "_x3" in m or m.startswith("recipe_")}
+
+
+def test_the_study_rows_are_the_table_rows_after_the_comparisons():
+    study = list(methods.METHODS)[len(compare.FULL_METHODS) :]
+    assert set(study) == set(SCALES) - {"naive"}
+    assert list(methods.METHODS)[: len(compare.FULL_METHODS)] == compare.FULL_METHODS
+
+
+@pytest.mark.parametrize("method, factor", sorted(SCALES.items()))
 def test_a_weight_scale_is_trained_as_the_learning_rate_times_it(
     method, factor, monkeypatch
 ):
