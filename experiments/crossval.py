@@ -1,4 +1,4 @@
-r"""Speaker-fold cross-validation: the fair comparison protocol on AV-Digits.
+r"""Speaker-fold cross-validation: the fair comparison on AV-Digits, as a program.
 
 Usage (RESULTS.md's table, ~60 min on 2 shared cores; `--preset=smoke`: seconds):
 
@@ -6,279 +6,25 @@ Usage (RESULTS.md's table, ~60 min on 2 shared cores; `--preset=smoke`: seconds)
         --evaluations=modes,audio_shuffled_accuracy,weight_history \
         --methods=unimodal,naive,dropout,uniform_heads_dropout,gblend_offline_recipe,recipe_paper
 
-Protocol: the pooled AV-Digits speakers (train + test splits, 6 speakers) are cut
-into `--folds` folds of whole speakers; each fold tests its speakers (every
-speaker once) and trains on the others, with `V` = whole training speakers. Each
-method's learning rate is chosen per fold on `V` only, from one grid shared by all
-methods: a selection run gets a `Task` whose test split IS `V`
-(`selection_task`), so the fold's test speakers are never an argument of
-selection (`tests/experiments/test_crossval.py` proves it with a test split that
-raises when read). Then each method trains with its rate, once per seed, and is
-scored on the fold's test speakers (output head and heads' ensemble). The report
-gives per method the mean, paired differences against image-only and naive fusion
-with 95% t-intervals over the (fold, seed) pairs, and win counts.
-
-Runs go through `experiments.methods.run_method` (any row of `METHODS`; the
-program's `--evaluations` choose its extra result fields), or a run function
-`run_fn(method, task, config, seed) -> rows` given to `run_protocol`. Every
-finished run is appended to a JSONL file: a killed run continues where it stopped.
+Runs `experiments.protocol.run_protocol` (AV-Digits' 6 speakers pooled, cut into
+`--folds` folds of whole speakers, each method's learning rate chosen per fold
+on `V` only) over rows of `experiments.methods.METHODS`, with `--evaluations`
+as extra result fields, and writes the table (`experiments.cv_report`): per
+method the mean, paired differences against image-only and naive fusion with
+95% t-intervals over the (fold, seed) pairs, and win counts. Every finished run
+is appended to `--output` (JSONL): a killed run continues where it stopped.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
-import time
 
-import numpy as np
 from absl import app, flags
 
-from experiments import cli, common, evaluations
-from experiments.cv_report import (  # noqa: F401 (re-exported)
-    BASELINES,
-    format_table,
-    paired_ci,
-    summarise,
-    t_quantile,
-)
-from experiments.ledger import Ledger
+from experiments import cli, cv_report, evaluations, legends, protocol
 from experiments.methods import run_method
-from keras_gblend import data
-from keras_gblend.data import mfeat
-from keras_gblend.data.synthetic import memorisable_modality
 
-DEFAULT_GRID = (0.003, 0.01, 0.03)
-
-
-def pooled_av_digits():
-    """AV-Digits' two splits as one pool `(x, y, speakers)` of 6 speakers."""
-    parts = [data.load_av_digits(s) for s in ("train", "test")]
-    x = {m: np.concatenate([p.x[m] for p in parts]) for m in parts[0].x}
-    y = np.concatenate([p.y for p in parts])
-    return x, y, np.concatenate([p.speakers for p in parts])
-
-
-def pooled_mfeat(num_groups=6, seed=0):
-    """UCI Multiple Features' splits as one pool of 2,000 examples (6 views).
-
-    Its examples have no natural groups, so each class is dealt round-robin,
-    in a seeded random order, into `num_groups` class-balanced groups that
-    play the speakers' part: folds and `V` are whole groups.
-    """
-    x, y = mfeat.load_mfeat("all", standardize=False)
-    groups = np.empty(len(y), int)
-    rng = np.random.default_rng(seed)
-    for label in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == label))
-        groups[rows] = np.arange(len(rows)) % num_groups
-    return x, y, groups
-
-
-MEMORISABLE_SIGNAL = 2.0  # The weak modality alone: about 30% (10 classes).
-
-
-def pooled_memorisable(signal=MEMORISABLE_SIGNAL, seed=0):
-    """AV-Digits' images paired with a weak modality memorised example by
-    example (`data.synthetic.memorisable_modality`, 1024-d), speakers kept."""
-    x, y, speakers = pooled_av_digits()
-    code = memorisable_modality(y, signal=signal, num_classes=10, seed=seed)
-    return {"image": x["image"], "code": code}, y, speakers
-
-
-# name -> (pool loader, modalities re-standardised per fold on training rows).
-POOLS = {
-    "av_digits": (pooled_av_digits, ("audio",)),
-    "mfeat": (pooled_mfeat, tuple(mfeat.VIEWS)),
-    "memorisable": (pooled_memorisable, ()),
-}
-
-
-def speaker_folds(speakers, num_folds):
-    """Cuts the sorted distinct speakers into `num_folds` groups of test speakers.
-
-    Raises:
-        ValueError: If there are fewer speakers than folds plus one.
-
-    Example:
-
-    >>> speaker_folds([3, 1, 2, 1, 0, 5, 4], 3)
-    [[0, 1], [2, 3], [4, 5]]
-    """
-    unique = np.unique(speakers)
-    if len(unique) < num_folds + 1 or num_folds < 2:
-        raise ValueError(
-            f"`num_folds` must be in [2, {len(unique) - 1}] for {len(unique)} "
-            f"speakers. Received {num_folds}."
-        )
-    return [part.tolist() for part in np.array_split(unique, num_folds)]
-
-
-def _standardise(x, train_rows, modalities):
-    """Re-standardises `modalities` per feature bin on the fold's training rows."""
-    x = dict(x)
-    for m in modalities:
-        ref = x[m][train_rows]
-        axes = (0, 1) if ref.ndim >= 3 else (0,)  # per mel bin, as load_av_digits
-        mean, std = ref.mean(axis=axes), np.maximum(ref.std(axis=axes), 1e-6)
-        x[m] = ((x[m] - mean) / std).astype(np.float32)
-    return x
-
-
-def fold_task(pool, test_speakers, name="av_digits", standardise=("audio",)):
-    """The `common.Task` of one fold: test = `test_speakers`, train = the others.
-
-    Modalities in `standardise` are re-standardised with statistics of the
-    fold's training speakers only.
-    """
-    x, y, speakers = pool
-    test = np.isin(speakers, test_speakers)
-    x = _standardise(x, ~test, [m for m in standardise if m in x])
-    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
-    train, test = data.take((x, y), train_rows), data.take((x, y), test_rows)
-    return common.Task(name, train, test, speakers[train_rows], int(y.max()) + 1)
-
-
-def selection_task(task, config, seed):
-    """The task a selection run trains and scores on: its test split is `V`.
-
-    Only `task.train` and `task.groups` are read, so selection never sees the
-    fold's test speakers.
-    """
-    fraction = config.heldout_fraction
-    rows, heldout = data.holdout_indices(
-        task.train[1], heldout_fraction=fraction, groups=task.groups, seed=seed
-    )
-    groups = None if task.groups is None else np.asarray(task.groups)[rows]
-    train, heldout = data.take(task.train, rows), data.take(task.train, heldout)
-    return common.Task(f"{task.name}/select", train, heldout, groups, task.num_classes)
-
-
-def _result(fold, seed, lr, row):
-    ens = row.get("ensemble_accuracy")
-    return dict(
-        fold=fold,
-        seed=seed,
-        method=row["method"],
-        lr=lr,
-        accuracy=100 * row["accuracy"],
-        ensemble_accuracy=None if ens is None else 100 * ens,
-        weights=row.get("weights"),
-    )
-
-
-def select_learning_rates(method, task, config, grid, *, ledger, fold, run_fn, seed=0):
-    """Learning rate per result row (e.g. `unimodal_image`) chosen on `V`.
-
-    Returns:
-        `{row_method: lr}`: the grid value with the best output-head accuracy on
-        `V` (ties: the smaller rate).
-    """
-    sel = selection_task(task, config, seed)
-    scores = {}
-    for lr in grid:
-        cfg = dataclasses.replace(config, learning_rate=lr)
-        key = ("select", fold, method, lr, seed)
-        for row in ledger.run(key, run_fn, method, sel, cfg, seed):
-            scores.setdefault(row["method"], []).append((row["accuracy"], -lr, lr))
-    return {m: max(s)[2] for m, s in scores.items()}
-
-
-class NotRecorded(LookupError):
-    """A run that `run_protocol(recorded_only=True)` found missing."""
-
-
-def _not_recorded(*args):
-    raise NotRecorded()
-
-
-def _method_results(method, task, config, grid, ledger, fold, seed, run_fn):
-    """The chosen rates and the result records of one method on one fold."""
-    lrs = None  # One rate in the grid: nothing to choose, no selection.
-    if len(grid) > 1:
-        lrs = select_learning_rates(
-            method, task, config, grid, ledger=ledger, fold=fold, run_fn=run_fn
-        )
-    now = []
-    for lr in sorted(set(lrs.values())) if lrs else grid:
-        cfg = dataclasses.replace(config, learning_rate=lr)
-        key = ("test", fold, method, lr, seed)
-        rows = ledger.run(key, run_fn, method, task, cfg, seed)
-        now += [
-            _result(fold, seed, lr, r)
-            for r in rows
-            if lrs is None or lrs[r["method"]] == lr
-        ]
-    return lrs, now
-
-
-def run_protocol(
-    methods,
-    pool,
-    config,
-    *,
-    folds=3,
-    seeds=5,
-    grid=DEFAULT_GRID,
-    output=None,
-    run_fn=None,
-    log=print,
-    name="av_digits",
-    standardise=("audio",),
-    recorded_only=False,
-):
-    """Runs the cross-validated comparison; returns the test records.
-
-    Args:
-        methods: Method names understood by `run_fn`.
-        pool: `(x, y, groups)` pooled data (see `pooled_av_digits`).
-        config: The `common.Config` every run starts from.
-        folds, seeds: Speaker folds; seeds 0..seeds-1 per fold.
-        grid: Learning rates every method's selection tries.
-        output: JSONL results file (resumed if it exists) or None.
-        run_fn: `run_fn(method, task, config, seed) -> rows`; None:
-            `methods.run_method`.
-        log: Progress printer.
-        name, standardise: The data set's name and the modalities
-            re-standardised per fold (see `fold_task`).
-        recorded_only: Read `output` only: a method whose runs on a fold are
-            not all recorded yet is left out of that fold (a report of a
-            comparison still running), nothing is trained.
-
-    Returns:
-        A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
-        weights` (accuracies in %), one per result row.
-    """
-    run_fn = _not_recorded if recorded_only else run_fn or run_method
-    header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
-    if name != "av_digits":  # Files written before `--dataset` keep their header.
-        header["dataset"] = name
-    ledger = Ledger(output, header)
-    tasks = [
-        fold_task(pool, s, name, standardise) for s in speaker_folds(pool[2], folds)
-    ]
-    results, start, done = [], time.perf_counter(), 0
-    for seed in range(seeds):  # seed-major: a partial run covers every fold
-        for fold, task in enumerate(tasks):
-            for method in methods:
-                try:
-                    lrs, now = _method_results(
-                        method, task, config, grid, ledger, fold, seed, run_fn
-                    )
-                except NotRecorded:  # `recorded_only`: this one has not run yet.
-                    continue
-                results += now
-                done += 1
-                log(
-                    f"[{time.perf_counter() - start:6.0f} s, {done}/"
-                    f"{seeds * folds * len(methods)}] fold {fold} seed {seed} "
-                    f"{method} lr {lrs or grid[0]}: "
-                    + ", ".join(f"{r['method']} {r['accuracy']:.1f}" for r in now)
-                )
-    return results
-
-
-SMOKE = dict(epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64)
 HEADLINE = [
     "unimodal",
     "naive",
@@ -291,18 +37,26 @@ HEADLINE = [
 # The first block of the README (every default) next to the baselines.
 DEMO = ["unimodal", "naive", "gblend_default", "heads_dropout"]
 PRESETS = {
-    "full": dict(seeds=5, folds=3, grid=DEFAULT_GRID, methods=HEADLINE, config={}),
+    "full": dict(
+        seeds=5, folds=3, grid=protocol.DEFAULT_GRID, methods=HEADLINE, config={}
+    ),
     # `make demo`'s slice: every fold, one seed, one learning rate for every
     # method (0.03, the rate V chose most often in the full protocol).
     "demo": dict(seeds=1, folds=3, grid=(0.03,), methods=DEMO, config={}),
-    "smoke": dict(seeds=1, folds=3, grid=DEFAULT_GRID, methods=HEADLINE, config=SMOKE),
+    "smoke": dict(
+        seeds=1,
+        folds=3,
+        grid=protocol.DEFAULT_GRID,
+        methods=HEADLINE,
+        config=protocol.SMOKE,
+    ),
 }
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
-    flags.DEFINE_enum("dataset", "av_digits", list(POOLS), "Pooled data set.")
+    flags.DEFINE_enum("dataset", "av_digits", list(protocol.POOLS), "Pooled data set.")
     flags.DEFINE_list(
         "methods", None, "Rows of experiments.methods.METHODS (overrides preset)."
     )
@@ -315,7 +69,9 @@ def _define_flags():
         f"Extra result fields of every run, from {list(evaluations.EVALUATIONS)}.",
     )
     cli.define_config_flag()
-    flags.DEFINE_list("baselines", list(BASELINES), "Rows to pair every method with.")
+    flags.DEFINE_list(
+        "baselines", list(cv_report.BASELINES), "Rows to pair every method with."
+    )
     flags.DEFINE_string(
         "output", "runs/crossval/results.jsonl", "Resumable JSONL file."
     )
@@ -332,8 +88,8 @@ def main(argv):
             f"{list(evaluations.EVALUATIONS)}."
         )
     grid = FLAGS.lr_grid or preset["grid"]
-    load_pool, standardise = POOLS[FLAGS.dataset]
-    results = run_protocol(
+    load_pool, standardise = protocol.POOLS[FLAGS.dataset]
+    results = protocol.run_protocol(
         FLAGS.methods or preset["methods"],
         load_pool(),
         config,
@@ -346,7 +102,7 @@ def main(argv):
         standardise=standardise,
     )
     baselines = tuple(FLAGS.baselines)
-    table = format_table(summarise(results, baselines), baselines)
+    table = legends.crossval_table(cv_report.summarise(results, baselines), baselines)
     with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
         handle.write(table + "\n")
     print(table)

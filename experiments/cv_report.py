@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 
-from experiments import legends
-
 # Two-sided 95% quantiles of Student's t, by degrees of freedom.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
 _T975.update({8: 2.306, 9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086})
@@ -95,7 +93,7 @@ def _ci(vs, prefix):
 
 
 def format_table(summary, baselines=BASELINES):
-    """The summary as a markdown table, followed by its legend (`legends`)."""
+    """The summary as a markdown table (`legends.crossval_table` adds its legend)."""
     head = "| method | n | lr(s) | output % | ensemble % |"
     rule = "|---|---|---|---|---|"
     for base in baselines:
@@ -116,4 +114,4 @@ def format_table(summary, baselines=BASELINES):
             line += f" {_ci(vs, '')} ({vs['wins']}/{vs['ties']}/{vs['losses']}) |"
             line += f" {_ci(vs, 'ens_')} |" if "ens_mean" in vs else " – |"
         lines.append(line)
-    return "\n".join(lines) + "\n\n" + legends.crossval_legend(summary, baselines)
+    return "\n".join(lines)

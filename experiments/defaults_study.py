@@ -6,11 +6,11 @@ Usage (RESULTS.md's "What the defaults give"; resumable, one JSONL file per regi
     python -m experiments.defaults_study --preset=smoke --output_dir=/tmp/smoke
     python -m experiments.defaults_study --recorded_only  # tables of what has run
 
-Regimes (`crossval.POOLS`): `av_digits` (mild imbalance: audio memorises the
+Regimes (`protocol.POOLS`): `av_digits` (mild imbalance: audio memorises the
 training speakers), `mfeat` (UCI Multiple Features, K = 6 views: naive fusion
 does not fail) and `memorisable` (AV-Digits' images + a weak modality a network
 memorises example by example, about 30% alone). Every row runs through
-`crossval.run_protocol` and `methods.run_method` with the same folds, seeds and
+`protocol.run_protocol` and `methods.run_method` with the same folds, seeds and
 learning-rate search on `V`; this script only chooses the rows and formats the
 tables. `gblend_default` is the README's first block (every setting a package
 default); `gblend_online` is the paper preset.
@@ -30,7 +30,7 @@ import os
 
 from absl import app, flags
 
-from experiments import common, crossval, cv_report
+from experiments import common, cv_report, legends, protocol
 
 ROWS = [
     "unimodal",
@@ -45,7 +45,7 @@ ROWS = [
 FIRST_BLOCK = "gblend_default"
 PRESETS = {
     "full": dict(seeds=2, grid=(0.01, 0.03), config={}),
-    "smoke": dict(seeds=1, grid=(0.03,), config=crossval.SMOKE),
+    "smoke": dict(seeds=1, grid=(0.03,), config=protocol.SMOKE),
 }
 FLAGS = flags.FLAGS
 
@@ -96,7 +96,7 @@ def report(name, results):
     summary = cv_report.summarise(results, ())
     single, best = best_single(summary), best_other(summary)
     baselines = ("naive", single)
-    table = cv_report.format_table(cv_report.summarise(results, baselines), baselines)
+    table = legends.crossval_table(cv_report.summarise(results, baselines), baselines)
     summary = cv_report.summarise(results, tuple(dict.fromkeys((*baselines, best))))
     lines = [f"### {name}", "", table, ""]
     lines += ["| goal for the first block | measured | met? |", "|---|---|---|"]
@@ -109,7 +109,7 @@ def report(name, results):
 
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
-    flags.DEFINE_list("datasets", list(crossval.POOLS), "Regimes to run.")
+    flags.DEFINE_list("datasets", list(protocol.POOLS), "Regimes to run.")
     flags.DEFINE_integer("seeds", None, "Seeds per fold (overrides preset).")
     flags.DEFINE_integer("folds", 3, "Folds of whole groups.")
     flags.DEFINE_string("output_dir", "runs/defaults", "One JSONL file per regime.")
@@ -124,8 +124,8 @@ def main(argv):
     config = dataclasses.replace(common.Config(), **preset["config"])
     sections = []
     for name in FLAGS.datasets:
-        load_pool, standardise = crossval.POOLS[name]
-        results = crossval.run_protocol(
+        load_pool, standardise = protocol.POOLS[name]
+        results = protocol.run_protocol(
             ROWS,
             load_pool(),
             config,

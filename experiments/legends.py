@@ -1,16 +1,16 @@
 """What the experiments' tables mean: column legends, methods, conclusions.
 
 `compare` prints `compare_legend` and `compare_conclusions` after its table;
-`cv_report.format_table` ends with `crossval_legend`. A method is described by
-the first sentence of its function's docstring in `methods.METHODS`, so the
-legend cannot drift from the code.
+`crossval_table` is `cv_report.format_table` followed by `crossval_legend`. A
+method is described by the first sentence of its function's docstring in
+`methods.METHODS`, so the legend cannot drift from the code.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-from experiments import methods
+from experiments import cv_report, methods
 
 WIDTH = 88
 COMPARE_COLUMNS = {
@@ -112,6 +112,12 @@ def crossval_legend(summary, baselines):
     if len(baselines) > 1:
         columns["<baseline>"] = f"each of {', '.join(baselines)}, in turn"
     return _entries(columns, summary)
+
+
+def crossval_table(summary, baselines=cv_report.BASELINES):
+    """`cv_report.format_table`'s table followed by its legend (`crossval_legend`)."""
+    table = cv_report.format_table(summary, baselines)
+    return f"{table}\n\n{crossval_legend(summary, baselines)}"
 
 
 def compare_conclusions(summary, seeds):

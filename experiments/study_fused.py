@@ -6,7 +6,7 @@ Usage (about 10 minutes on a 2-core CPU for RESULTS.md's table):
         --output=runs/study_fused/results.jsonl
 
 Every row trains on one cross-validation fold's training speakers minus `V`
-and is scored on `V` (whole training speakers, `crossval.selection_task`): the
+and is scored on `V` (whole training speakers, `protocol.selection_task`): the
 fold's test speakers are never read, so what is learnt here may choose the
 recipe. The rows are rows of `experiments.methods.METHODS` (the study's own are
 the second half of `experiments.rows`: learning-rate scales, fused floors, a
@@ -26,7 +26,7 @@ import time
 import numpy as np
 from absl import flags
 
-from experiments import cli, crossval, methods
+from experiments import cli, methods, protocol
 from experiments.ledger import Ledger
 
 # RESULTS.md's table, in its order.
@@ -121,9 +121,9 @@ def define_flags():
 def main(argv):
     del argv
     config = cli.make_config(FLAGS.config)
-    pool = crossval.pooled_av_digits()
-    speakers = crossval.speaker_folds(pool[2], FLAGS.folds)[FLAGS.fold]
-    task = crossval.selection_task(crossval.fold_task(pool, speakers), config, 0)
+    pool = protocol.pooled_av_digits()
+    speakers = protocol.speaker_folds(pool[2], FLAGS.folds)[FLAGS.fold]
+    task = protocol.selection_task(protocol.fold_task(pool, speakers), config, 0)
     header = dict(config=dataclasses.asdict(config), fold=FLAGS.fold, study="fused")
     ledger = Ledger(FLAGS.output, header)
     run = functools.partial(methods.run_method, evaluations=EVALUATIONS)

@@ -17,8 +17,7 @@ importing TensorFlow):
     .venv/bin/python -m tools.plot_blend \\
         --history=runs/demo/states/gblend_online_seed0.json --output_dir=runs/demo/plots
 
-It prints the path of every image it writes. It imports only `keras_gblend`, so
-`.venv/bin/python tools/plot_blend.py ...` (the path of the file) runs too.
+It prints the path of every image it writes.
 """
 
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments import cli
 from keras_gblend.report.plot import plot_all
 
 
@@ -69,4 +69,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run_program(main)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import common, crossval
+from experiments import common, cv_report, legends, protocol
+from experiments.ledger import Ledger
 from tests.conftest import REPO_ROOT
 
 GRID = (0.001, 0.01, 0.1)
@@ -36,29 +37,29 @@ class _Unreadable:
 
 def test_every_speaker_is_tested_once_and_never_trained_on():
     pool = _pool()
-    folds = crossval.speaker_folds(pool[2], 3)
+    folds = protocol.speaker_folds(pool[2], 3)
     assert sorted(s for f in folds for s in f) == list(range(6))
     for speakers in folds:
-        task = crossval.fold_task(pool, speakers)
+        task = protocol.fold_task(pool, speakers)
         test_ids, train_ids = _ids(task.test), _ids(task.train)
         assert test_ids == set(np.flatnonzero(np.isin(pool[2], speakers)).tolist())
         assert not test_ids & train_ids and len(test_ids | train_ids) == 72
         assert not set(task.groups.tolist()) & set(speakers)
     with pytest.raises(ValueError, match="num_folds"):
-        crossval.speaker_folds(pool[2], 6)
+        protocol.speaker_folds(pool[2], 6)
 
 
 def test_audio_is_standardised_on_the_training_speakers_only():
     pool = _pool()
     pool[0]["audio"][np.isin(pool[2], [0, 1])] += 100.0  # test speakers shifted
-    task = crossval.fold_task(pool, [0, 1])
+    task = protocol.fold_task(pool, [0, 1])
     np.testing.assert_allclose(task.train[0]["audio"].mean(0), 0, atol=1e-5)
     assert task.test[0]["audio"].mean() > 10  # the shift is not normalised away
 
 
 def test_selection_never_reads_the_test_split_and_scores_on_v():
     pool = _pool()
-    task = crossval.fold_task(pool, [0, 1])
+    task = protocol.fold_task(pool, [0, 1])
     seen = []
 
     def run_fn(method, sel, config, seed):
@@ -66,8 +67,8 @@ def test_selection_never_reads_the_test_split_and_scores_on_v():
         return [dict(method=method, accuracy=config.learning_rate)]
 
     poisoned = dataclasses.replace(task, test=_Unreadable())
-    ledger = crossval.Ledger(None, {})
-    lrs = crossval.select_learning_rates(
+    ledger = Ledger(None, {})
+    lrs = protocol.select_learning_rates(
         "m", poisoned, common.Config(), GRID, ledger=ledger, fold=0, run_fn=run_fn
     )
     assert lrs == {"m": 0.1}  # the best score on V
@@ -103,7 +104,7 @@ def _fake_run(calls, fail_after=None):
 
 def test_learning_rate_is_chosen_on_v_even_when_test_prefers_another():
     calls = []
-    results = crossval.run_protocol(
+    results = protocol.run_protocol(
         ["unimodal", "naive"], _pool(), common.Config(), folds=3, seeds=2,
         grid=GRID, run_fn=_fake_run(calls), log=lambda _: None,
     )  # fmt: skip
@@ -116,7 +117,7 @@ def test_learning_rate_is_chosen_on_v_even_when_test_prefers_another():
 
 def test_a_one_rate_grid_runs_no_selection():
     calls = []
-    results = crossval.run_protocol(
+    results = protocol.run_protocol(
         ["unimodal", "naive"], _pool(), common.Config(), folds=3, seeds=1,
         grid=(0.01,), run_fn=_fake_run(calls), log=lambda _: None,
     )  # fmt: skip
@@ -131,24 +132,24 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     methods, config = ["unimodal", "naive"], common.Config()
     first = []
     with pytest.raises(KeyboardInterrupt):
-        crossval.run_protocol(
+        protocol.run_protocol(
             methods, _pool(), config, output=path,
             run_fn=_fake_run(first, fail_after=10), **kwargs,
         )  # fmt: skip
     with open(path, "a") as handle:
         handle.write('{"kind": "test", "fold"')  # torn line of the killed write
     second = []
-    resumed = crossval.run_protocol(
+    resumed = protocol.run_protocol(
         methods, _pool(), config, output=path, run_fn=_fake_run(second), **kwargs
     )
     assert len(first) == 10 and not set(first) & set(second)
     assert len(first) + len(second) == 3 * 2 * len(GRID) + 3 * 2 * 2
-    fresh = crossval.run_protocol(
+    fresh = protocol.run_protocol(
         methods, _pool(), config, run_fn=_fake_run([]), **kwargs
     )
     assert resumed == fresh
     with pytest.raises(ValueError, match="another setting"):
-        crossval.run_protocol(
+        protocol.run_protocol(
             methods, _pool(), dataclasses.replace(config, epochs=3), output=path,
             run_fn=_fake_run([]), **kwargs,
         )  # fmt: skip
@@ -159,28 +160,28 @@ def test_recorded_only_reports_what_ran_and_trains_nothing(tmp_path):
     kwargs = dict(folds=3, seeds=1, grid=GRID, log=lambda _: None, output=path)
     config = common.Config()
     with pytest.raises(KeyboardInterrupt):  # Killed during fold 1's naive runs.
-        crossval.run_protocol(
+        protocol.run_protocol(
             ["naive"], _pool(), config, run_fn=_fake_run([], fail_after=7), **kwargs
         )
-    partial = crossval.run_protocol(
+    partial = protocol.run_protocol(
         ["naive", "unimodal"], _pool(), config, recorded_only=True, **kwargs
     )
     # Fold 0 ran whole (3 selection runs + 1 test run); fold 1 is incomplete.
     assert [(r["fold"], r["method"]) for r in partial] == [(0, "naive")]
-    full = crossval.run_protocol(
+    full = protocol.run_protocol(
         ["naive"], _pool(), config, run_fn=_fake_run([]), **kwargs
     )
     assert full[0] == partial[0]
 
 
 def test_paired_ci_is_the_t_interval():
-    mean, low, high = crossval.paired_ci([1.0, 2.0, 3.0, 6.0])
+    mean, low, high = cv_report.paired_ci([1.0, 2.0, 3.0, 6.0])
     sd = np.std([1, 2, 3, 6], ddof=1)
     assert mean == 3.0
     assert high - mean == pytest.approx(3.182 * sd / 2)
     assert low == pytest.approx(2 * mean - high)
-    assert crossval.paired_ci([2.5]) == (2.5, 2.5, 2.5)
-    assert crossval.t_quantile(5) == 2.571 and crossval.t_quantile(13) == 2.179
+    assert cv_report.paired_ci([2.5]) == (2.5, 2.5, 2.5)
+    assert cv_report.t_quantile(5) == 2.571 and cv_report.t_quantile(13) == 2.179
 
 
 def test_summary_pairs_by_fold_and_seed_and_counts_wins():
@@ -193,11 +194,11 @@ def test_summary_pairs_by_fold_and_seed_and_counts_wins():
         result("naive", 0, 0, 88.0, 70.0), result("naive", 1, 0, 82.0, 75.0),
         result("naive", 2, 0, 99.0, 75.0),  # no image-only partner: not paired
     ]  # fmt: skip
-    vs = crossval.summarise(results)["naive"]["vs"]["unimodal_image"]
+    vs = cv_report.summarise(results)["naive"]["vs"]["unimodal_image"]
     assert vs["n"] == 2 and vs["mean"] == pytest.approx(0.0)
     assert (vs["wins"], vs["ties"], vs["losses"]) == (1, 0, 1)
     assert vs["ens_mean"] == pytest.approx((70 - 90 + 75 - 80) / 2)
-    table = crossval.format_table(crossval.summarise(results))
+    table = cv_report.format_table(cv_report.summarise(results))
     (naive,) = [line for line in table.splitlines() if line.startswith("| naive |")]
     # Mean of 3 runs (89.7, ensemble 73.3); against image-only over the 2
     # pairs: -2, +2, so +0.0 with t(1) = 12.706 times sd / sqrt(2) = 25.4.
@@ -211,7 +212,7 @@ def test_the_table_ends_with_its_legend():
         for m, a in (("unimodal_image", 90.0), ("naive", 88.0), ("heads_dropout", 92.0))
         for f in range(3)
     ]
-    table, legend = crossval.format_table(crossval.summarise(results)).split(
+    table, legend = legends.crossval_table(cv_report.summarise(results)).split(
         "\n\nColumns:\n"
     )
     assert table.splitlines()[-1].startswith("| heads_dropout | 3 | 0.03 | 93.0 |")
@@ -230,10 +231,10 @@ def test_smoke_with_the_real_harness(tmp_path):
     rng = np.random.default_rng(1)
     x = {m: rng.normal(size=(96, d)).astype("float32") for m, d in (("a", 4), ("b", 6))}
     config = dataclasses.replace(
-        common.Config(), **dict(crossval.SMOKE, subset_size=16)
+        common.Config(), **dict(protocol.SMOKE, subset_size=16)
     )
     path = str(tmp_path / "cv.jsonl")
-    results = crossval.run_protocol(
+    results = protocol.run_protocol(
         ["naive"], (x, y, speakers), config, folds=2, seeds=1, grid=(0.01, 0.1),
         output=path, log=lambda _: None,
     )  # fmt: skip

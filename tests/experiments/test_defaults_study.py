@@ -4,7 +4,7 @@ from experiments import defaults_study
 
 
 def _results(accuracies):
-    """Result records of `crossval.run_protocol` for 3 (fold, seed) pairs."""
+    """Result records of `protocol.run_protocol` for 3 (fold, seed) pairs."""
     return [
         dict(
             fold=fold,
