@@ -221,12 +221,17 @@ def heads_dropout(ctx):
     return Outcome(common.fit(ctx, model))
 
 
-def ogm_ge(ctx):
+def ogm_ge(ctx, ge=True):
     """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
-    modulation and Gaussian noise (`keras_gblend.baselines.ogm`)."""
+    modulation and Gaussian noise (`keras_gblend.baselines.ogm`; `ge=False`:
+    OGM, the modulation without the noise)."""
     branches = common.make_branches(ctx.task, ctx.config)
     model = OGMGEModel(
-        branches, ctx.task.num_classes, alpha=ctx.config.ogm_alpha, seed=ctx.seed
+        branches,
+        ctx.task.num_classes,
+        alpha=ctx.config.ogm_alpha,
+        ge=ge,
+        seed=ctx.seed,
     )
     model.compile(optimizer=common.optimizer(ctx.config), metrics=["accuracy"])
     return Outcome(common.fit(ctx, model, [OGMSchedule()]), output=FUSED)

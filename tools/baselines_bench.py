@@ -1,7 +1,7 @@
 """Measures the baselines of docs/ogm_ge.md: OGM-GE on AV-Digits, methods on mfeat.
 
 Uses the experiments' harness (`experiments.methods.run_method` for the rows of
-`METHODS`; OGM-GE at each alpha on `common`'s split, encoders and optimizer) and
+`METHODS`; their `ogm_ge` row at each `--alphas` value, on the same split) and
 prints one JSON line per run, so runs can be appended to a file and summarised
 later.
 
@@ -14,14 +14,13 @@ alpha) and on the test speakers. `mfeat` runs `--methods` of the harness on the
 UCI Multiple Features views (K = 6) plus OGM-GE.
 """
 
+import dataclasses
 import json
 import time
 
 from absl import flags
 
-from experiments import cli, common, methods
-from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule
-from keras_gblend.data.mfeat import NUM_CLASSES, load_mfeat
+from experiments import cli, common, methods, rows
 from keras_gblend.model.prediction import accuracy
 
 _FLAGS = flags.FLAGS
@@ -35,38 +34,19 @@ flags.DEFINE_string(
 flags.DEFINE_integer("epochs", 30, "Training epochs.")
 
 
-def mfeat_task():
-    """UCI Multiple Features as a `common.Task` (stratified held-out split)."""
-    return common.Task(
-        "mfeat", load_mfeat("train"), load_mfeat("test"), None, NUM_CLASSES
-    )
-
-
 def _accuracy(model, data, batch_size):
     x, y = data
     return accuracy(model.predict(x, batch_size=batch_size, verbose=0), y)
 
 
 def run_ogm(task, config, seed, alpha, ge=True):
-    """Trains OGM-GE on the harness's trained part; returns a result row."""
-    ctx = common.make_context(task, config, seed)
-    train, heldout = ctx.train, ctx.heldout
+    """Trains the experiments' `ogm_ge` row at `alpha` (`ge=False`: OGM); returns
+    a result row with its accuracy on `V` and on test and its modulation
+    coefficients over training."""
+    ctx = common.make_context(task, dataclasses.replace(config, ogm_alpha=alpha), seed)
     start = time.perf_counter()
-    model = OGMGEModel(
-        common.make_branches(task, config),
-        task.num_classes,
-        alpha=alpha,
-        ge=ge,
-        seed=seed,
-    )
-    model.compile(optimizer=common.optimizer(config), metrics=["accuracy"])
-    history = model.fit(
-        *train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=[OGMSchedule()],
-        verbose=0,
-    ).history
+    model = rows.ogm_ge(ctx, ge=ge).model
+    history = model.history.history
     coefficients = {
         k[len("coeff_") :]: [
             round(v, 3) for v in history[k][:: max(1, config.epochs // 6)]
@@ -77,7 +57,7 @@ def run_ogm(task, config, seed, alpha, ge=True):
     return dict(
         method=f"ogm_ge(alpha={alpha})" if ge else f"ogm(alpha={alpha})",
         seed=seed,
-        heldout_accuracy=_accuracy(model, heldout, config.batch_size),
+        heldout_accuracy=_accuracy(model, ctx.heldout, config.batch_size),
         accuracy=_accuracy(model, task.test, config.batch_size),
         coefficients=coefficients,
         seconds=time.perf_counter() - start,
@@ -93,17 +73,16 @@ def main(argv):
         task = common.load_task("av_digits", config)
         runs = [("naive", None)] + [("ogm", a) for a in alphas]
     else:
-        task = mfeat_task()
+        task = common.load_task("mfeat", config)
         runs = [(m, None) for m in _FLAGS.methods.split(",")]
         runs += [("ogm", a) for a in alphas]
     for seed in seeds:
         for method, alpha in runs:
             if method == "ogm":
-                rows = [run_ogm(task, config, seed, alpha, _FLAGS.ge)]
+                results = [run_ogm(task, config, seed, alpha, _FLAGS.ge)]
             else:
-                rows = methods.run_method(method, task, config, seed)
-            for row in rows:
-                row.pop("weight_history", None)
+                results = methods.run_method(method, task, config, seed)
+            for row in results:
                 print(json.dumps(dict(row, study=_FLAGS.study)), flush=True)
 
 
