@@ -190,6 +190,7 @@ class GBlendCallback(keras.callbacks.Callback):
         messages.check_int("exact_epochs", exact_epochs, 1)
         messages.check_argument("smoothing", smoothing, 0 <= smoothing < 1, "in [0, 1)")
         messages.check_min_weight(min_weight)
+        sets = (train_subset, heldout)
         if mode == "exact":  # The one mode branch: what measures.
             messages.check_argument(
                 "train_data",
@@ -198,16 +199,10 @@ class GBlendCallback(keras.callbacks.Callback):
                 "given with mode='exact' (the copies train on it)",
             )
             self._measurer = head_copies.HeadCopies(
-                train_data,
-                train_subset,
-                heldout,
-                epochs=exact_epochs,
-                batch_size=batch_size,
+                train_data, *sets, epochs=exact_epochs, batch_size=batch_size
             )
         else:
-            self._measurer = measure.InSituMeasurer(
-                train_subset, heldout, batch_size=batch_size
-            )
+            self._measurer = measure.InSituMeasurer(*sets, batch_size=batch_size)
         self.train_subset = self._measurer.train_subset
         self.heldout = self._measurer.heldout
         self.estimator = estimators.get(settings["estimator"])
@@ -220,12 +215,8 @@ class GBlendCallback(keras.callbacks.Callback):
         self.batch_size, self.mode, self.train_data = batch_size, mode, train_data
         self.exact_epochs, self.state_path = exact_epochs, state_path
         self.verbose = verbose
-        self.state, self._pending, self._started, self._diverged = (
-            None,
-            [],
-            False,
-            False,
-        )
+        self.state, self._pending = None, []
+        self._started = self._diverged = False
 
     @property
     def estimates(self):
