@@ -1,4 +1,4 @@
-"""Tests for OGM-GE (keras_gblend.baselines.ogm): coefficients, modulation, noise, fit."""
+"""Tests for OGM-GE (keras_gblend.baselines): coefficients, modulation, noise, fit."""
 
 import keras
 import numpy as np
