@@ -124,6 +124,13 @@ def test_estimate_offline_is_the_formula_on_copies_trained_in_the_test():
     np.testing.assert_allclose(estimate.weights, expected.weights, rtol=1e-4, atol=1e-6)
 
 
+def test_measurements_are_the_run_as_a_list_never_recorded():
+    model, train, heldout = _setup()
+    copies = _copies(model, train, train, heldout, epochs=2)
+    taken = copies.measurements(model, 3)
+    assert [m.epoch for m in taken] == [3, 5] and not HeadCopies.recorded
+
+
 def test_bad_epochs():
     model, train, heldout = _setup()
     with pytest.raises(ValueError, match="`epochs` must be an int >= 1. Received 0"):

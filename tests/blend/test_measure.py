@@ -108,3 +108,27 @@ def test_prepare_checks_the_data_against_the_model(make, match):
     model, _, heldout = synthetic_setup()
     with pytest.raises(ValueError, match=match):
         measure.prepare(make(*heldout), model=model, name="heldout")
+
+
+def test_in_situ_measurer_measures_the_model_itself_once():
+    model, train, heldout = synthetic_setup()
+    measurer = measure.InSituMeasurer(train, heldout, batch_size=7)
+    measurer.setup(model)
+    (taken,) = measurer.measurements(model, 4)
+    assert taken.epoch == 4 and measure.InSituMeasurer.recorded
+    np.testing.assert_allclose(
+        taken.heldout, _expected(model, heldout).mean(axis=1), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        taken.train, _expected(model, train).mean(axis=1), rtol=1e-4
+    )
+
+
+def test_in_situ_measurer_checks_its_sets_when_built_and_v_at_setup():
+    model, train, heldout = synthetic_setup()
+    with pytest.raises(ValueError, match="every one of its"):
+        measure.InSituMeasurer(train, train)
+    x, y = heldout
+    measurer = measure.InSituMeasurer(train, (x, np.full_like(y, 1)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        measurer.setup(model)

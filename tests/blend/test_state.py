@@ -139,3 +139,43 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "x.txt").st_mode) == 0o640
+
+
+def test_log_values_follow_the_table_of_log_keys():
+    measured = Measurement(2, [1.0, 2.0, 3.0], [1.5, 2.5, 3.5])
+    estimated = Estimate(
+        2, "ok", [0.2, 0.3, 0.5], [0.1, 0.2, 0.3], [1, 2, 3], [4, 5, 6]
+    )
+    logged = {**state.log_values(measured, HEADS), **state.log_values(estimated, HEADS)}
+    expected = {
+        f"gblend_{quantity}_{head}": getattr(record, attribute)[i]
+        for quantity, (kind, attribute) in state.LOG_KEYS.items()
+        for record in (measured, estimated)
+        if isinstance(record, kind)
+        for i, head in enumerate(HEADS)
+    }
+    assert logged == expected and len(logged) == len(state.LOG_KEYS) * len(HEADS)
+    assert logged["gblend_dO_b"] == 2.0 and logged["gblend_heldout_loss_fused"] == 3.5
+
+
+def test_logs_at_an_epoch_hold_its_records_then_the_weights_in_force():
+    s = BlendState(HEADS, (0.2, 0.3, 0.5)).add(Measurement(1, [1] * 3, [2] * 3))
+    s = s.add(Measurement(2, [3] * 3, [4] * 3))
+    s = s.add(Estimate(2, "ok", [0.6, 0.3, 0.1], [1] * 3, [1] * 3, [1] * 3))
+    at_1, at_2, at_3 = s.logs_at(1), s.logs_at(2), s.logs_at(3)
+    # Each epoch's own records; the weights in force are the state's latest
+    # (the callback asks at the epoch it has just recorded).
+    assert at_1["gblend_train_loss_a"] == 1.0 and "gblend_dG_a" not in at_1
+    assert at_2["gblend_train_loss_a"] == 3.0 and at_2["gblend_dG_a"] == 1.0
+    assert "gblend_train_loss_a" not in at_3 and "gblend_dG_a" not in at_3
+    weights = ["gblend_weight_a", "gblend_weight_b", "gblend_weight_fused"]
+    for logs in (at_1, at_2, at_3):
+        assert list(logs)[-3:] == weights  # Last, as Keras's logs had them.
+        assert [logs[k] for k in weights] == [0.6, 0.3, 0.1]
+
+
+def test_resume_truncates_and_refuses_a_state_of_other_heads():
+    s = BlendState(HEADS, (0.2, 0.3, 0.5)).add(Measurement(3, [1] * 3, [2] * 3))
+    assert s.resume(HEADS, 2).measurements == ()
+    with pytest.raises(ValueError, match=r"heads \['a', 'fused'\], not of \['a', 'b'"):
+        s.resume(("a", "fused"), 2, path="s.json")
