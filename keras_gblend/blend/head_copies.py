@@ -132,7 +132,9 @@ class HeadCopies:
         """Builds the copies of `model` (a compiled `GBlendModel`, not modified).
 
         Raises:
-            ValueError: If `model` is not compiled, or the data do not fit it.
+            ValueError: If `model` is not compiled, the data do not fit it, or
+                `V` is too small to measure (see
+                `keras_gblend.data.arrays.check_heldout_labels`).
         """
         if not isinstance(getattr(model, "loss", None), Mapping):
             raise ValueError(
@@ -166,6 +168,7 @@ class HeadCopies:
             measure.prepare(d, model=self._twin, batch_size=self.batch_size, name=n)
             for n, d in sets
         ]
+        arrays.check_heldout_labels(self._data[1].labels)  # Read from a dataset too.
 
     def measurements(self, model, epoch):
         """`[before, after]`: `run(model, epoch=epoch)` as a list."""

@@ -500,6 +500,7 @@ def test_monitoring_the_blended_loss_warns_once_naming_the_key():
         ("one class", r"at least 2 classes.*Received \d+ examples, all of class 2\."),
         ("one class, one-hot", r"at least 2 classes.*all of class 2\."),
         ("one class, dataset", r"at least 2 classes.*all of class 2\."),
+        ("one class, dataset, exact", r"at least 2 classes.*all of class 2\."),
     ],
 )
 def test_heldout_too_small_to_measure_fails_before_training(case, match):
@@ -515,7 +516,8 @@ def test_heldout_too_small_to_measure_fails_before_training(case, match):
         train = (train[0], keras.utils.to_categorical(train[1], 4))
     if "dataset" in case:
         heldout = _batched(heldout, 8)
-    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH)
+    exact = dict(mode="exact", train_data=train) if "exact" in case else {}
+    cb = GBlendCallback(train, heldout, verbose=0, **EVERY_EPOCH, **exact)
     _fails_before_training(model, train, [cb], match)
 
 
