@@ -154,13 +154,18 @@ def bench_step(train, steps, rounds, batch_size=64, warmup=True):
 
 
 def forward_seconds(model, pairs, batch_size=256):
-    """Seconds of one forward pass over each `(x, y)` of `pairs`, batched."""
+    """Seconds of one forward pass over each `(x, y)` of `pairs`, batched.
+
+    A first, untimed pass traces the predict function for every batch shape
+    (the last batch of each set is smaller), so only the passes are timed.
+    """
     batches = [
         {m: v[i : i + batch_size] for m, v in x.items()}
         for x, y in pairs
         for i in range(0, len(y), batch_size)
     ]
-    model.predict_on_batch(batches[0])  # Warm-up.
+    for batch in batches:
+        model.predict_on_batch(batch)
     start = time.perf_counter()
     for batch in batches:
         model.predict_on_batch(batch)
