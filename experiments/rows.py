@@ -223,8 +223,8 @@ def heads_dropout(ctx):
 
 def ogm_ge(ctx, ge=True):
     """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
-    modulation and Gaussian noise (`keras_gblend.baselines.ogm`; `ge=False`:
-    OGM, the modulation without the noise)."""
+    modulation and Gaussian noise (`keras_gblend.baselines.ogm`). With
+    `ge=False`: OGM, the modulation without the noise."""
     branches = common.make_branches(ctx.task, ctx.config)
     model = OGMGEModel(
         branches,
