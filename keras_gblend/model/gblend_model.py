@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from keras_gblend.common import strategy_check
 from keras_gblend.model import fit_setup, objective
 from keras_gblend.model.heads import FUSED, check_modalities, weights_vector
 from keras_gblend.model.output_modes import OutputModes
@@ -292,12 +293,9 @@ class GBlendModel(OutputModes, keras.Model):
             optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
         )
         if keras.backend.backend() == "tensorflow":
-            # TensorFlow-only, imported lazily: this module stays backend-neutral.
             # A check only: the Keras fixes are applied by `get_strategy` or the
             # user (`distribute.apply_fixes`), never as a side effect of compile.
-            from keras_gblend.tf import distribute
-
-            distribute.check_compatibility(
+            strategy_check.check_compatibility(
                 self.distribute_strategy,
                 jit_compile=self.jit_compile,
                 steps_per_execution=self.steps_per_execution,
