@@ -11,6 +11,11 @@ from keras_gblend.model import fusion as fusion_lib
 from keras_gblend.model.gblend_model import GBlendModel
 from keras_gblend.model.heads import FUSED, check_branch, check_modalities
 
+# The softmax heads compute in float32 under any mixed-precision policy (Keras's
+# mixed-precision guide): the per-example losses G-Blend measures, and the
+# probabilities the output modes combine, are then float32.
+HEAD_DTYPE = "float32"
+
 
 def build_gblend_model(
     branches,
@@ -90,7 +95,7 @@ def build_gblend_model(
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{modality}_dropout")(x)
         outputs[modality] = keras.layers.Dense(
-            num_classes, activation="softmax", name=f"{modality}_head"
+            num_classes, activation="softmax", name=f"{modality}_head", dtype=HEAD_DTYPE
         )(x)
     fused = fuse([features[m] for m in modalities])
     if fused_hidden_units:
@@ -100,7 +105,7 @@ def build_gblend_model(
     if dropout:
         fused = keras.layers.Dropout(dropout, name="fused_dropout")(fused)
     outputs[FUSED] = keras.layers.Dense(
-        num_classes, activation="softmax", name="fused_head"
+        num_classes, activation="softmax", name="fused_head", dtype=HEAD_DTYPE
     )(fused)
     return GBlendModel(
         inputs=inputs,

@@ -190,17 +190,6 @@ def test_export_serves_float32_under_bfloat16(policy, jit, tmp_path):
     np.testing.assert_allclose(out.numpy().sum(-1), 1.0, atol=1e-2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "keras_gblend/model/builder.py builds the softmax heads (lines 92-93 and "
-        "102-103, `keras.layers.Dense(num_classes, activation='softmax')`) with "
-        "the global policy, so under mixed precision the heads' probabilities, "
-        "and so the per-example losses the measurement averages, are computed "
-        "from bfloat16 values; Keras's mixed-precision guide keeps the output "
-        "layer in float32 (`dtype='float32'`)."
-    ),
-)
 @pytest.mark.parametrize("policy", ["mixed_bfloat16"], indirect=True)
 def test_head_probabilities_are_float32_under_mixed_precision(policy):
     _, _, heldout = _data()
