@@ -107,8 +107,10 @@ def test_quick_bench_writes_the_report(tmp_path):
     assert set(memory) >= {"baseline", "naive", "online", "offline", "exact"}
     for name, entry in memory.items():
         assert "error" not in entry, (name, entry)
-    # A training run peaks above the baseline (the same imports and data, no
-    # model): each variant ran alone in its own process.
+        assert entry["variant"] == name  # Each process ran the variant asked for.
+    # Every training run holds what the baseline holds (the same imports and
+    # data) and its model on top: its peak is not below the baseline's (a few
+    # MiB of allocator noise aside; in --quick the data's peak can dominate).
     baseline = memory["baseline"]["peak_rss_mib"]
     for name in ("naive", "online", "offline", "exact"):
-        assert memory[name]["peak_rss_mib"] > baseline, (name, memory)
+        assert memory[name]["peak_rss_mib"] >= baseline - 16, (name, memory)
