@@ -373,13 +373,23 @@ def main(argv=None):
                 results.append(json.load(handle))
         write(combined_table(results), settings.output)
         return results
+    del settings.combine
+    return run_and_report(settings, measure, table)
+
+
+def run_and_report(settings, measure_fn, table_fn):
+    """Runs `measure_fn(settings)`, writes its table (and JSON if asked).
+
+    `settings.output` and `settings.json` are where to write, not settings of
+    the run: they are taken off `settings` before it is measured.
+    """
     output, json_path = settings.output, settings.json
-    del settings.combine, settings.output, settings.json  # Not settings of the run.
-    result = measure(settings)
+    del settings.output, settings.json
+    result = measure_fn(settings)
     if json_path:
         with open(json_path, "w") as handle:
             json.dump(result, handle, indent=1)
-    write(table(result), output)
+    write(table_fn(result), output)
     return result
 
 

@@ -27,7 +27,6 @@ folder.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -239,15 +238,7 @@ def parse(argv=None):
 
 
 def main(argv=None):
-    settings = parse(argv)
-    output, json_path = settings.output, settings.json
-    del settings.output, settings.json
-    result = measure(settings)
-    if json_path:
-        with open(json_path, "w") as handle:
-            json.dump(result, handle, indent=1)
-    bench_overhead.write(table(result), output)
-    return result
+    return bench_overhead.run_and_report(parse(argv), measure, table)
 
 
 if __name__ == "__main__":
