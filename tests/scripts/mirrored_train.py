@@ -54,6 +54,7 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 
 from keras_gblend import GBlendCallback, build_gblend_model, data  # noqa: E402
+from keras_gblend.common import strategy_check  # noqa: E402
 from keras_gblend.tf import distribute  # noqa: E402
 
 SEED = 7
@@ -149,12 +150,13 @@ def try_incompatible(**compile_kwargs):
         compile_error = str(error)
     # GBlendModel.compile refuses these settings; let it through to show what
     # plain Keras does with them, then ask the check directly.
-    check_compatibility = distribute.check_compatibility
-    distribute.check_compatibility = lambda *args, **kwargs: None
+    # (`compile` runs the check from keras_gblend.common.strategy_check.)
+    check_compatibility = strategy_check.check_compatibility
+    strategy_check.check_compatibility = lambda *args, **kwargs: None
     try:
         model = build(distribute.get_strategy("mirrored"), **compile_kwargs)
     finally:
-        distribute.check_compatibility = check_compatibility
+        strategy_check.check_compatibility = check_compatibility
     result = {
         "replicas": model.distribute_strategy.num_replicas_in_sync,
         "compile_error": compile_error,
