@@ -163,12 +163,10 @@ class HeadCopies:
         ]
         # The sub-models share the twin's layers: measuring the twin measures them
         # all with one traced prediction function.
-        sets = (("train_subset", self.train_subset), ("heldout", self.heldout))
-        self._data = [
-            measure.prepare(d, model=self._twin, batch_size=self.batch_size, name=n)
-            for n, d in sets
-        ]
-        arrays.check_heldout_labels(self._data[1].labels)  # Read from a dataset too.
+        sets = {"train_subset": self.train_subset, "heldout": self.heldout}
+        self._data = measure.prepare_sets(
+            self._twin, sets, batch_size=self.batch_size, loss=self._losses
+        )
 
     def measurements(self, model, epoch):
         """`[before, after]`: `run(model, epoch=epoch)` as a list."""

@@ -2,10 +2,16 @@
 
 The callback (both modes) and offline / exact estimation measure through this
 module. `prepare` checks the data against the model once (modality keys, shapes,
-batching, labels) and caches it; `head_loss_stats` predicts every output with
-`model.predict` (dropout off, compiled, distributed like the model) and applies
-each output's loss per example, giving the exact mean over the examples and its
-standard error. No metric of the model is touched: safe inside `fit`.
+batching, labels) and prepares it: its batches become backend tensors once, the
+last one padded to the shape of the others. A measurer then measures through one
+`HeadLosses`-computing program per model (`LossFunction`): each head's
+per-example loss computed where the model runs, in inference mode (dropout off),
+by one traced prediction function that is called once per batch and returns only
+the losses to the host. Without one (or for a model distributed over several
+replicas), `head_loss_stats` predicts every output with `model.predict`
+(distributed like the model) and applies each output's loss per example. Both
+give the exact mean over the examples and its standard error, the same numbers
+up to float32 rounding. No metric of the model is touched: safe inside `fit`.
 
 `GBlendCallback` measures through a measurer: `InSituMeasurer` here (in-situ
 mode) or `keras_gblend.blend.head_copies.HeadCopies` (exact mode). A measurer
@@ -40,6 +46,11 @@ _SYMBOLS = {"train_subset": "T'", "heldout": "V"}
 class Prepared(NamedTuple):
     """Measurement data prepared once: model inputs and the labels as an array.
 
+    `batches` holds the same examples as backend tensors, `((x, y), count)` per
+    batch, every batch of one shape (the last one padded by repeating its last
+    example; `count` says how many rows are real). `function` is the
+    `LossFunction` that measures them, if a measurer built one.
+
     Example:
 
     >>> Prepared(inputs={"a": np.zeros((2, 1))}, labels=np.zeros(2)).labels.shape
@@ -48,6 +59,8 @@ class Prepared(NamedTuple):
 
     inputs: object
     labels: np.ndarray
+    batches: tuple = ()
+    function: object = None
 
 
 class HeadLosses(NamedTuple):
@@ -103,13 +116,15 @@ def prepare(data, *, model=None, batch_size=256, name="data"):
             _check_inputs(name, data.element_spec[0], specs, batched=True)
         if keys is not None:
             data = data.map(lambda x, y: ({k: x[k] for k in keys}, y))
-        labels = []
+        xs, labels = [], []
         for x, y in data.as_numpy_iterator():
             arrays.check_finite(name, x, offset=sum(len(b) for b in labels))
+            xs.append(x)
             labels.append(np.asarray(y))
         if not labels:
             raise ValueError(f"`{name}` is empty: the dataset yielded no batch.")
         labels = np.concatenate(labels)
+        x = keras.tree.map_structure(lambda *b: np.concatenate(b), *xs)
         inputs = data.map(lambda x, y: x).cache()
     else:
         x, labels = data
@@ -127,7 +142,25 @@ def prepare(data, *, model=None, batch_size=256, name="data"):
             next(iter(outputs.values())) if isinstance(outputs, Mapping) else outputs
         )
         arrays.check_labels(name, labels, output.shape[-1])
-    return Prepared(inputs, labels)
+    if keys is not None:
+        x = {k: x[k] for k in keys}
+    return Prepared(inputs, labels, _batches(x, labels, batch_size))
+
+
+def _batches(x, labels, batch_size):
+    """`((x, y), count)` per batch as backend tensors, every batch of one shape."""
+    size = min(batch_size, len(labels))
+    batches = []
+    for start in range(0, len(labels), size):
+        count = min(size, len(labels) - start)
+        # The last batch repeats its last example: one shape, one trace.
+        index = np.minimum(np.arange(start, start + size), len(labels) - 1)
+        batch = keras.tree.map_structure(
+            lambda v, i=index: keras.ops.convert_to_tensor(np.asarray(v)[i]),
+            (x, labels),
+        )
+        batches.append((batch, count))
+    return tuple(batches)
 
 
 def _check_inputs(name, x, specs, batched):
@@ -183,16 +216,11 @@ def per_example_losses(model, data, *, loss=None, batch_size=256):
     >>> losses.shape, round(float(losses[0, 0]), 4)  # log 2
     ((1, 4), 0.6931)
     """
-    inputs, labels = data if isinstance(data, Prepared) else _raw(data, batch_size)
-    heads = getattr(model, "head_names", None)
-    losses = getattr(model, "loss", None) if loss is None else loss
-    if heads is None:
-        heads, losses = (None,), {None: losses}
-    if not isinstance(losses, Mapping) or any(losses.get(h) is None for h in heads):
-        raise ValueError(
-            "`model` must be compiled with a loss per output (or `loss` given) "
-            "before its losses can be measured."
-        )
+    prepared = data if isinstance(data, Prepared) else _raw(data, batch_size)
+    heads, losses = _head_losses(model, loss)
+    if prepared.function is not None and prepared.function.measures(model, losses):
+        return prepared.function(prepared)
+    inputs, labels = prepared.inputs, prepared.labels
     if isinstance(inputs, Mapping) or isinstance(inputs, np.ndarray):
         predictions = model.predict(inputs, batch_size=batch_size, verbose=0)
     else:
@@ -206,6 +234,20 @@ def per_example_losses(model, data, *, loss=None, batch_size=256):
     return np.asarray(rows, np.float64).reshape(len(heads), len(labels))
 
 
+def _head_losses(model, loss):
+    """`(heads, {head: loss})`; a single-output model has the one head `None`."""
+    heads = getattr(model, "head_names", None)
+    losses = getattr(model, "loss", None) if loss is None else loss
+    if heads is None:
+        heads, losses = (None,), {None: losses}
+    if not isinstance(losses, Mapping) or any(losses.get(h) is None for h in heads):
+        raise ValueError(
+            "`model` must be compiled with a loss per output (or `loss` given) "
+            "before its losses can be measured."
+        )
+    return tuple(heads), dict(losses)
+
+
 def _raw(data, batch_size):
     if arrays.is_dataset(data) or not isinstance(data[0], np.ndarray):
         return prepare(data, batch_size=batch_size)
@@ -216,6 +258,88 @@ def _per_example(loss):
     if isinstance(loss, keras.losses.Loss):
         return loss.call  # Loss.call is the unreduced, per-example loss.
     return keras.losses.get(loss)
+
+
+class _LossModel(keras.Model):
+    """`(x, y)` -> every head's per-example loss, `(batch, heads)`, inference mode."""
+
+    def __init__(self, model, heads, losses):
+        # No cast of the inputs: the model casts them as it does in `predict`.
+        super().__init__(autocast=False, name=f"{model.name}_head_losses")
+        self.measured, self.heads = model, heads
+        self.functions = [_per_example(losses[h]) for h in heads]
+        self.built = True  # No weights of its own: `predict_on_batch` only traces.
+
+    def call(self, data):
+        x, y = data
+        predictions = self.measured(x, training=False)
+        if self.heads == (None,):
+            predictions = {None: predictions}
+        rows = [f(y, predictions[h]) for h, f in zip(self.heads, self.functions)]
+        return keras.ops.stack(rows, axis=-1)
+
+
+class LossFunction:
+    """Every head's per-example loss on prepared data, computed where `model` runs.
+
+    Built once per model and run (a measurer builds it in `setup`): one traced
+    (TensorFlow), jitted (JAX) or no-grad (PyTorch) prediction function over
+    `prepare`'s backend-tensor batches, all of one shape, so it traces once
+    for every set of that batch size; only the `(batch, heads)` losses come
+    back to the host. Inference mode, the model's own losses applied per
+    example: the numbers of `per_example_losses`'s `model.predict` path, up to
+    float32 rounding. Not for a model distributed over several replicas
+    (`supported` is False; `per_example_losses` then predicts with
+    `model.predict`).
+
+    Args:
+        model: A compiled `GBlendModel`, or a single-output model with `loss`.
+        loss: Dict of head losses (or the one loss of a single-output model);
+            default: the model's compiled ones.
+
+    Raises:
+        ValueError: If no loss is known for an output.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = {"a": keras.Input((2,), name="a")}
+    >>> model = keras.Model(inputs, keras.layers.Softmax()(inputs["a"]))
+    >>> data = prepare(({"a": np.zeros((3, 2), "float32")}, np.zeros(3, "int32")))
+    >>> function = LossFunction(model, loss="sparse_categorical_crossentropy")
+    >>> function(data).round(4)  # log 2 for each of the 3 examples
+    array([[0.6931, 0.6931, 0.6931]])
+    """
+
+    def __init__(self, model, loss=None):
+        self.model = model
+        self.heads, self.losses = _head_losses(model, loss)
+        self._program = _LossModel(model, self.heads, self.losses)
+
+    @staticmethod
+    def supported(model, loss=None):
+        """Whether `model` has its losses and runs on one replica (not sharded)."""
+        try:
+            _head_losses(model, loss)
+        except ValueError:  # `per_example_losses` says so when it measures.
+            return False
+        strategy = getattr(model, "distribute_strategy", None)
+        if getattr(strategy, "num_replicas_in_sync", 1) > 1:
+            return False
+        jax = keras.backend.backend() == "jax"
+        return not jax or keras.distribution.distribution() is None
+
+    def measures(self, model, losses):
+        """Whether this function measures `model` with `losses` (`{head: loss}`)."""
+        return model is self.model and losses == self.losses
+
+    def __call__(self, prepared):
+        """A float64 array `(heads, examples)` of per-example losses on `prepared`."""
+        rows = [
+            self._program.predict_on_batch(batch)[:count]
+            for batch, count in prepared.batches
+        ]
+        return np.concatenate(rows).T.astype(np.float64)
 
 
 def head_loss_stats(model, data, *, loss=None, batch_size=256):
@@ -312,6 +436,46 @@ def measurement(model, data, *, epoch, loss=None, batch_size=256):
     return state.Measurement(epoch, t.mean, v.mean, t.sem, v.sem)
 
 
+def prepare_sets(model, sets, *, batch_size=256, loss=None):
+    """`T'` and `V` prepared for `model`, measured by one `LossFunction`.
+
+    What a measurer's `setup` does: `prepare` each set against `model`, build
+    one `LossFunction` for both (where `LossFunction.supported`), and check
+    that `V` can be measured.
+
+    Args:
+        model: The model measured (see `per_example_losses`).
+        sets: `{"train_subset": T', "heldout": V}`, in that order.
+        batch_size: Batch size of the measurements.
+        loss: See `LossFunction`.
+
+    Returns:
+        `[T', V]` as `Prepared`s sharing one `function`.
+
+    Raises:
+        ValueError: See `prepare` and `keras_gblend.data.arrays.check_heldout_labels`.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = {"a": keras.Input((2,), name="a")}
+    >>> model = keras.Model(inputs, keras.layers.Softmax()(inputs["a"]))
+    >>> pair = ({"a": np.zeros((4, 2), "float32")}, np.array([0, 1, 0, 1]))
+    >>> t, v = prepare_sets(model, {"train_subset": pair, "heldout": pair},
+    ...                     loss="sparse_categorical_crossentropy")
+    >>> t.function is v.function, len(t.batches)
+    (True, 1)
+    """
+    prepared = [
+        prepare(d, model=model, batch_size=batch_size, name=n) for n, d in sets.items()
+    ]
+    arrays.check_heldout_labels(prepared[1].labels)  # Read from a dataset too.
+    if not LossFunction.supported(model, loss):
+        return prepared
+    function = LossFunction(model, loss)
+    return [p._replace(function=function) for p in prepared]
+
+
 def check_sets(train_subset, heldout):
     """Checks `T'` and `V`, what every measurer measures on.
 
@@ -383,11 +547,7 @@ class InSituMeasurer:
     def setup(self, model):
         """Checks `T'` and `V` against `model` and prepares them once."""
         sets = {"train_subset": self.train_subset, "heldout": self.heldout}
-        self._data = [
-            prepare(d, model=model, batch_size=self.batch_size, name=n)
-            for n, d in sets.items()
-        ]
-        arrays.check_heldout_labels(self._data[1].labels)  # Read from a dataset too.
+        self._data = prepare_sets(model, sets, batch_size=self.batch_size)
 
     def measurements(self, model, epoch):
         """`[measurement]` of `model` after `epoch` completed epochs."""
