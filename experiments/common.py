@@ -1,5 +1,6 @@
 """What every experiment shares: data sets, settings, the model, the split, and
-what a method gets (`Context`) and gives back (`Outcome`).
+what a method gets (`Context`; what it gives back, `Outcome`, is in
+`experiments.evaluations`).
 
 The methods are the rows of `experiments.methods.METHODS` (written in
 `experiments.rows`), run by `experiments.methods.run_method`; the programs
@@ -20,9 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gblend import FUSED, build_gblend_model, data
+from keras_gblend import data
 from keras_gblend.data import av_digits, mfeat
 from keras_gblend.model import encoders
+from keras_gblend.model.builder import build_gblend_model
 from keras_gblend.tf import distribute
 
 DATASETS = ("synthetic", "av_digits", "mfeat")
@@ -226,34 +228,23 @@ class Context:
             os.remove(self.state_path)
         return self.state_path
 
+    # The harness, as a method sees it: `experiments.rows` builds and trains
+    # through these (and imports nothing of `experiments` but `evaluations`).
+    def build_model(self, weights=None, dropout=0.0, fusion="concat"):
+        """`build_model(self.task, self.config, ...)`: the compiled model."""
+        return build_model(self.task, self.config, weights, dropout, fusion)
 
-# `Outcome.output` for "the model's output mode" rather than one head.
-OUTPUT = "output"
+    def make_branches(self, dropout=0.0):
+        """`make_branches(self.task, self.config, dropout)`: the encoders."""
+        return make_branches(self.task, self.config, dropout=dropout)
 
+    def optimizer(self):
+        """`optimizer(self.config)`: a fresh SGD with momentum."""
+        return optimizer(self.config)
 
-@dataclasses.dataclass
-class Outcome:
-    """One trained model, as a method returns it.
-
-    Attributes:
-        model: A `GBlendModel`, or a single-output model (uni-modal, OGM-GE).
-        name: Row name; None: the method's name.
-        output: The head the model answers with (its `accuracy`), or `OUTPUT`:
-            the model's output mode (`predict_output`, e.g. chosen on `V`).
-        state_path: The G-Blend state file written while training, if any.
-        blend_state: The callback's `BlendState` after training (online
-            G-Blend), or None.
-        weights: Blend weights to report; None: the model's (for `GBlendModel`).
-        extra: Method-specific result fields, copied into the row.
-    """
-
-    model: keras.Model
-    name: str | None = None
-    output: str = FUSED
-    state_path: str | None = None
-    blend_state: object = None
-    weights: dict | None = None
-    extra: dict = dataclasses.field(default_factory=dict)
+    def fit(self, model, callbacks=(), **kwargs):
+        """`fit(self, model, ...)`: trains `model` on `train`; returns it."""
+        return fit(self, model, callbacks, **kwargs)
 
 
 def make_context(task, config, seed=0, **kwargs):

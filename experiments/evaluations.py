@@ -1,17 +1,51 @@
-"""Result fields measured on every trained multi-head model, chosen by name.
+"""What a method gives back (`Outcome`) and what is measured on it.
 
-An evaluation is a function `fn(outcome, ctx) -> JSON value`; `run_method`'s
-`evaluations` names the ones a program wants and each becomes a field of every
-`GBlendModel`'s row (`row[name]`). Adding one: a function and an entry of
-`EVALUATIONS`.
+`evaluate` turns one `Outcome` into its result fields: the same test
+evaluation for every method (each head's accuracy, the heads' ensemble, the
+blend weights), plus the evaluations a program chose by name. An evaluation is
+a function `fn(outcome, ctx) -> JSON value`; `run_method`'s `evaluations` names
+the ones a program wants and each becomes a field of every `GBlendModel`'s row
+(`row[name]`). Adding one: a function and an entry of `EVALUATIONS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import numpy as np
 
-from keras_gblend import FUSED
+from keras_gblend.model.gblend_model import GBlendModel
+from keras_gblend.model.heads import FUSED
 from keras_gblend.model.prediction import accuracy
+
+# `Outcome.output` for "the model's output mode" rather than one head.
+OUTPUT = "output"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One trained model, as a method returns it.
+
+    Attributes:
+        model: A `GBlendModel`, or a single-output model (uni-modal, OGM-GE).
+        name: Row name; None: the method's name.
+        output: The head the model answers with (its `accuracy`), or `OUTPUT`:
+            the model's output mode (`predict_output`, e.g. chosen on `V`).
+        state_path: The G-Blend state file written while training, if any.
+        blend_state: The callback's `BlendState` after training (online
+            G-Blend), or None.
+        weights: Blend weights to report; None: the model's (for `GBlendModel`).
+        extra: Method-specific result fields, copied into the row.
+    """
+
+    model: keras.Model
+    name: str | None = None
+    output: str = FUSED
+    state_path: str | None = None
+    blend_state: object = None
+    weights: dict | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
 def modes(outcome, ctx):
@@ -83,3 +117,31 @@ EVALUATIONS = {
 }
 # What `run_method` measures unless told otherwise.
 DEFAULT = ("modes",)
+
+
+def evaluate(outcome, ctx, evaluations=DEFAULT):
+    """The result fields of one `Outcome`: test accuracies, weights, evaluations."""
+    model, (x, y) = outcome.model, ctx.task.test
+    names = getattr(model, "modalities", None) or list(model.input)
+    probs = model.predict(
+        {m: x[m] for m in names}, batch_size=ctx.config.batch_size, verbose=0
+    )
+    if not isinstance(probs, dict):  # A single head's model.
+        probs = {outcome.output: probs}
+    accs = {h: accuracy(p, y) for h, p in probs.items()}
+    if outcome.output == OUTPUT:
+        accs[OUTPUT] = accuracy(
+            model.predict_output(x, batch_size=ctx.config.batch_size), y
+        )
+    fields = dict(
+        accuracy=accs[outcome.output], head_accuracy=accs, ensemble_accuracy=None
+    )
+    if isinstance(model, GBlendModel):
+        ensemble = np.mean([probs[h] for h in model.head_names], axis=0)
+        fields["ensemble_accuracy"] = accuracy(ensemble, y)
+        fields["weights"] = outcome.weights or model.get_blend_weights()
+        fields["output_mode"] = model.output_mode
+        fields.update({name: EVALUATIONS[name](outcome, ctx) for name in evaluations})
+    else:
+        fields["weights"] = outcome.weights
+    return fields

@@ -3,14 +3,15 @@
 `compare` prints `compare_legend` and `compare_conclusions` after its table;
 `crossval_table` is `cv_report.format_table` followed by `crossval_legend`. A
 method is described by the first sentence of its function's docstring in
-`methods.METHODS`, so the legend cannot drift from the code.
+`experiments.rows` (`methods.METHODS` names each row by its function's name), so
+the legend cannot drift from the code.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-from experiments import cv_report, methods
+from experiments import cv_report, rows
 
 WIDTH = 88
 COMPARE_COLUMNS = {
@@ -49,7 +50,8 @@ IN_SITU_NOTE = (
 
 
 def describe(method):
-    """The first sentence of `method`'s docstring (`unimodal_<m>`: `unimodal`'s).
+    """The first sentence of `method`'s docstring in `experiments.rows` (a
+    result row `unimodal_<m>` that is no method of its own: `unimodal`'s).
 
     Example:
 
@@ -58,8 +60,10 @@ def describe(method):
     >>> describe("unimodal_image")
     'One model per modality: its branch and head, trained alone'
     """
-    name = "unimodal" if method.startswith("unimodal_") else method
-    doc = " ".join((getattr(methods.METHODS.get(name), "__doc__", "") or "").split())
+    name = method
+    if not hasattr(rows, name) and name.startswith("unimodal_"):
+        name = "unimodal"
+    doc = " ".join((getattr(getattr(rows, name, None), "__doc__", "") or "").split())
     return doc.split(". ")[0].rstrip(".")
 
 

@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from experiments import common, rows
-from experiments.common import OUTPUT, Outcome
-from experiments.evaluations import DEFAULT, EVALUATIONS
-from keras_gblend import GBlendModel
-from keras_gblend.model import prediction
+from experiments.evaluations import DEFAULT, EVALUATIONS, Outcome, evaluate
 
 METHODS = {
     # The paper's comparison (`compare`), the recipes and the package's
     # defaults (`crossval`, `defaults_study`).
     "unimodal": rows.unimodal,
+    "unimodal_ensemble": rows.unimodal_ensemble,
     "naive": rows.naive,
     "dropout": rows.dropout,
     "early_stopping": rows.early_stopping,
@@ -65,34 +61,6 @@ METHODS = {
     "recipe_rate": rows.recipe_rate,
     "recipe_rate_uncertain": rows.recipe_rate_uncertain,
 }
-
-
-def evaluate(outcome, ctx, evaluations=DEFAULT):
-    """The result fields of one `Outcome`: test accuracies, weights, evaluations."""
-    model, (x, y) = outcome.model, ctx.task.test
-    names = getattr(model, "modalities", None) or list(model.input)
-    probs = model.predict(
-        {m: x[m] for m in names}, batch_size=ctx.config.batch_size, verbose=0
-    )
-    if not isinstance(probs, dict):  # A single head's model.
-        probs = {outcome.output: probs}
-    accs = {h: prediction.accuracy(p, y) for h, p in probs.items()}
-    if outcome.output == OUTPUT:
-        accs[OUTPUT] = prediction.accuracy(
-            model.predict_output(x, batch_size=ctx.config.batch_size), y
-        )
-    fields = dict(
-        accuracy=accs[outcome.output], head_accuracy=accs, ensemble_accuracy=None
-    )
-    if isinstance(model, GBlendModel):
-        ensemble = np.mean([probs[h] for h in model.head_names], axis=0)
-        fields["ensemble_accuracy"] = prediction.accuracy(ensemble, y)
-        fields["weights"] = outcome.weights or model.get_blend_weights()
-        fields["output_mode"] = model.output_mode
-        fields.update({name: EVALUATIONS[name](outcome, ctx) for name in evaluations})
-    else:
-        fields["weights"] = outcome.weights
-    return fields
 
 
 def _outcomes(result):

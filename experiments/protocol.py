@@ -10,12 +10,14 @@ selection (`tests/experiments/test_crossval.py` proves it with a test split that
 raises when read). Then each method trains with its rate, once per seed, and is
 scored on the fold's test groups (output head and heads' ensemble).
 
-Runs go through `experiments.methods.run_method` (any row of `METHODS`), or a
-run function `run_fn(method, task, config, seed) -> rows` given to
-`run_protocol`. Every finished run is appended to a JSONL file
-(`experiments.ledger`): a killed run continues where it stopped. The programs
-`experiments.crossval` and `experiments.defaults_study` choose the rows and
-format the tables (`experiments.cv_report`).
+Runs go through the run function `run_fn(method, task, config, seed) -> rows`
+that the program gives `run_protocol`: `experiments.methods.run_method` (any
+row of `METHODS`), or a stand-in in the tests; the protocol knows folds, seeds,
+selection and the ledger, not what a method is. Every finished run is
+appended to a JSONL file (`experiments.ledger`): a killed run continues where
+it stopped. The programs `experiments.crossval` and
+`experiments.defaults_study` choose the rows and format the tables
+(`experiments.cv_report`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import numpy as np
 
 from experiments import common
 from experiments.ledger import Ledger
-from experiments.methods import run_method
 from keras_gblend import data
 from keras_gblend.data import mfeat
 from keras_gblend.data.synthetic import memorisable_modality
@@ -70,11 +71,30 @@ def pooled_memorisable(signal=MEMORISABLE_SIGNAL, seed=0):
     return {"image": x["image"], "code": code}, y, speakers
 
 
+REGIME_VIEW = "fourier"  # Multiple Features' view that leaves room: about 80% alone.
+
+
+def pooled_regime(signal=MEMORISABLE_SIGNAL, view=REGIME_VIEW, seed=0):
+    """One Multiple Features view paired with a weak, memorisable modality.
+
+    The regime family of issue 17 (`experiments.regime_study`): the view
+    (`view`, an MLP's input) and `code = memorisable_modality(y, signal=signal)`
+    (1024-d, a per-example code plus a class signal of norm `signal`). The knob
+    `signal` moves the code from informative (4: mild imbalance) to pure noise
+    (0: alone at chance, memorised fast, as the paper's Kinetics audio).
+    Groups: `pooled_mfeat`'s class-balanced groups.
+    """
+    x, y, groups = pooled_mfeat()
+    code = memorisable_modality(y, signal=signal, num_classes=10, seed=seed)
+    return {view: x[view], "code": code}, y, groups
+
+
 # name -> (pool loader, modalities re-standardised per fold on training rows).
 POOLS = {
     "av_digits": (pooled_av_digits, ("audio",)),
     "mfeat": (pooled_mfeat, tuple(mfeat.VIEWS)),
     "memorisable": (pooled_memorisable, ()),
+    "regime": (pooled_regime, (REGIME_VIEW,)),
 }
 
 
@@ -201,11 +221,11 @@ def run_protocol(
     pool,
     config,
     *,
+    run_fn,
     folds=3,
     seeds=5,
     grid=DEFAULT_GRID,
     output=None,
-    run_fn=None,
     log=print,
     name="av_digits",
     standardise=("audio",),
@@ -219,9 +239,9 @@ def run_protocol(
         config: The `common.Config` every run starts from.
         folds, seeds: Speaker folds; seeds 0..seeds-1 per fold.
         grid: Learning rates every method's selection tries.
+        run_fn: `run_fn(method, task, config, seed) -> rows`, e.g.
+            `experiments.methods.run_method`.
         output: JSONL results file (resumed if it exists) or None.
-        run_fn: `run_fn(method, task, config, seed) -> rows`; None:
-            `methods.run_method`.
         log: Progress printer.
         name, standardise: The data set's name and the modalities
             re-standardised per fold (see `fold_task`).
@@ -233,7 +253,7 @@ def run_protocol(
         A list of dicts `fold, seed, method, lr, accuracy, ensemble_accuracy,
         weights` (accuracies in %), one per result row.
     """
-    run_fn = _not_recorded if recorded_only else run_fn or run_method
+    run_fn = _not_recorded if recorded_only else run_fn
     header = dict(config=dataclasses.asdict(config), folds=folds, grid=list(grid))
     if name != "av_digits":  # Files written before `--dataset` keep their header.
         header["dataset"] = name

@@ -2,8 +2,10 @@
 
 A method is a function `method(ctx) -> Outcome` (or an iterable of `Outcome`s,
 for methods that train several models): it builds and trains, nothing else.
-`ctx` is a `common.Context`; `experiments.methods.METHODS` names every method
-and `experiments.methods.run_method` runs one. Variants of a method are its
+`ctx` is an `experiments.common.Context`, whose methods build and train
+(`ctx.build_model`, `ctx.fit`). `experiments.methods.METHODS` names every
+method (each by its function's name here) and `experiments.methods.run_method`
+runs one. Variants of a method are its
 function called with other arguments (`gblend_exact` is
 `gblend_online(ctx, mode="exact")`). The first sentence of a method's docstring
 is its legend in the tables (`experiments.legends`).
@@ -28,16 +30,17 @@ import dataclasses
 
 import keras
 
-from experiments import common
-from experiments.common import OUTPUT, Outcome
-from keras_gblend import FUSED, GBlendCallback
+from experiments.evaluations import OUTPUT, Outcome
 from keras_gblend.baselines.ogm import OGMGEModel, OGMSchedule
 from keras_gblend.blend import estimators
 from keras_gblend.blend.head_copies import estimate_offline
+from keras_gblend.model import prediction
+from keras_gblend.model.heads import FUSED
+from keras_gblend.training.callback import GBlendCallback
 
 
 def _naive_model(ctx, dropout=0.0):
-    model = common.build_model(ctx.task, ctx.config, dropout=dropout)
+    model = ctx.build_model(dropout=dropout)
     model.set_blend_weights({h: float(h == FUSED) for h in model.head_names})
     return model
 
@@ -46,7 +49,7 @@ def train_head(ctx, model, head, epochs):
     """Trains `model.head_model(head)` alone (SGD, like the model); returns it."""
     sub = model.head_model(head)
     sub.compile(
-        optimizer=common.optimizer(ctx.config),
+        optimizer=ctx.optimizer(),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -60,15 +63,49 @@ def train_head(ctx, model, head, epochs):
 
 def unimodal(ctx):
     """One model per modality: its branch and head, trained alone."""
-    model = common.build_model(ctx.task, ctx.config)
+    model = ctx.build_model()
     for modality in model.modalities:
         sub = train_head(ctx, model, modality, ctx.config.epochs)
         yield Outcome(sub, name=f"unimodal_{modality}", output=modality)
 
 
+def unimodal_ensemble(ctx):
+    """Separately trained uni-modal models, their probabilities averaged
+    (`ensemble_mean`) or combined with weights fit on `V` (`ensemble_fit_v`).
+
+    Yields the uni-modal models first (rows `unimodal_<modality>`, as
+    `unimodal`), then the two ensembles, each a functional model over every
+    modality whose output is the combined probabilities. `ensemble_fit_v`'s
+    weights are `fit_combination_weights` on the members' predictions on `V`
+    (`ctx.heldout`), never on test data; they are its row's `weights`.
+    """
+    model = ctx.build_model()
+    subs = {m: train_head(ctx, model, m, ctx.config.epochs) for m in model.modalities}
+    for modality, sub in subs.items():
+        yield Outcome(sub, name=f"unimodal_{modality}", output=modality)
+    x, y = ctx.heldout
+    size = ctx.config.batch_size
+    on_v = {
+        m: s.predict({m: x[m]}, batch_size=size, verbose=0) for m, s in subs.items()
+    }
+    uniform = {m: 1.0 / len(subs) for m in subs}
+    fit = prediction.fit_combination_weights(on_v, y)
+    for name, weights in (("ensemble_mean", uniform), ("ensemble_fit_v", fit)):
+        yield Outcome(_weighted_ensemble(subs, weights), name, name, weights=weights)
+
+
+def _weighted_ensemble(subs, weights):
+    """A model over every modality: `sum_m weights[m] * subs[m](x[m])`."""
+    inputs = {m: keras.Input(s.input[m].shape[1:], name=m) for m, s in subs.items()}
+    probs = [float(weights[m]) * s({m: inputs[m]}) for m, s in subs.items()]
+    return keras.Model(
+        inputs, keras.layers.Add()(probs) if len(probs) > 1 else probs[0]
+    )
+
+
 def naive(ctx, dropout=0.0):
     """Late fusion trained on the fused head's loss only."""
-    return Outcome(common.fit(ctx, _naive_model(ctx, dropout)))
+    return Outcome(ctx.fit(_naive_model(ctx, dropout)))
 
 
 def dropout(ctx):
@@ -84,7 +121,7 @@ def early_stopping(ctx):
         patience=ctx.config.patience,
         restore_best_weights=True,
     )
-    model = common.fit(ctx, _naive_model(ctx), [stop], validation_data=ctx.heldout)
+    model = ctx.fit(_naive_model(ctx), [stop], validation_data=ctx.heldout)
     return Outcome(model)
 
 
@@ -93,13 +130,13 @@ def pretrain(ctx):
     model = _naive_model(ctx)
     for modality in model.modalities:
         train_head(ctx, model, modality, ctx.config.epochs // 2)
-    return Outcome(common.fit(ctx, model))
+    return Outcome(ctx.fit(model))
 
 
 def uniform(ctx, dropout=0.0):
     """Every head's loss with the same weight (auxiliary heads)."""
-    model = common.build_model(ctx.task, ctx.config, dropout=dropout)
-    return Outcome(common.fit(ctx, model))
+    model = ctx.build_model(dropout=dropout)
+    return Outcome(ctx.fit(model))
 
 
 def offline_estimate(ctx, model):
@@ -117,19 +154,19 @@ def offline_estimate(ctx, model):
 
 def gblend_offline(ctx):
     """Weights estimated once before training, then fixed (the paper's main recipe)."""
-    model = common.build_model(ctx.task, ctx.config)
+    model = ctx.build_model()
     model.set_blend_weights(offline_estimate(ctx, model).weights)
-    return Outcome(common.fit(ctx, model))
+    return Outcome(ctx.fit(model))
 
 
 def gblend_offline_recipe(ctx):
     """The recipe with offline weights: estimated once before training (the
     paper's main scheme), the fused share floored at 1 / (K + 1), scaled to sum
     to K + 1, dropout."""
-    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    model = ctx.build_model(dropout=ctx.config.dropout)
     weights = estimators.floor_fused_share(offline_estimate(ctx, model).weights)
     model.set_blend_weights(weights * len(weights))
-    return Outcome(common.fit(ctx, model))
+    return Outcome(ctx.fit(model))
 
 
 def gblend_callback(ctx, mode="in_situ", **kwargs):
@@ -155,9 +192,9 @@ def gblend_callback(ctx, mode="in_situ", **kwargs):
 
 def gblend_online(ctx, mode="in_situ", dropout=0.0, fusion="concat", **kwargs):
     """Weights re-estimated during training by `GBlendCallback`."""
-    model = common.build_model(ctx.task, ctx.config, dropout=dropout, fusion=fusion)
+    model = ctx.build_model(dropout=dropout, fusion=fusion)
     callback = gblend_callback(ctx, mode, **kwargs)
-    common.fit(ctx, model, [callback])
+    ctx.fit(model, [callback])
     return Outcome(model, state_path=callback.state_path, blend_state=callback.state)
 
 
@@ -197,7 +234,7 @@ def gblend_default_num_heads(ctx):
 
 
 def _first_block(ctx, **kwargs):
-    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    model = ctx.build_model(dropout=ctx.config.dropout)
     callback = GBlendCallback(
         ctx.subset,
         ctx.heldout,
@@ -205,7 +242,7 @@ def _first_block(ctx, **kwargs):
         state_path=ctx.fresh_state_path(),
         **kwargs,
     )
-    common.fit(ctx, model, [callback])
+    ctx.fit(model, [callback])
     return Outcome(
         model,
         output=OUTPUT,
@@ -216,16 +253,16 @@ def _first_block(ctx, **kwargs):
 
 def heads_dropout(ctx):
     """The recipe without G-Blend: every head's loss with weight 1, dropout."""
-    model = common.build_model(ctx.task, ctx.config, dropout=ctx.config.dropout)
+    model = ctx.build_model(dropout=ctx.config.dropout)
     model.set_blend_weights({h: 1.0 for h in model.head_names})
-    return Outcome(common.fit(ctx, model))
+    return Outcome(ctx.fit(model))
 
 
 def ogm_ge(ctx, ge=True):
     """OGM-GE (Peng et al., CVPR 2022): late fusion with on-the-fly gradient
     modulation and Gaussian noise (`keras_gblend.baselines.ogm`). With
     `ge=False`: OGM, the modulation without the noise."""
-    branches = common.make_branches(ctx.task, ctx.config)
+    branches = ctx.make_branches()
     model = OGMGEModel(
         branches,
         ctx.task.num_classes,
@@ -233,8 +270,8 @@ def ogm_ge(ctx, ge=True):
         ge=ge,
         seed=ctx.seed,
     )
-    model.compile(optimizer=common.optimizer(ctx.config), metrics=["accuracy"])
-    return Outcome(common.fit(ctx, model, [OGMSchedule()]), output=FUSED)
+    model.compile(optimizer=ctx.optimizer(), metrics=["accuracy"])
+    return Outcome(ctx.fit(model, [OGMSchedule()]), output=FUSED)
 
 
 # The fused-head study's rows.

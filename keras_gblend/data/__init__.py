@@ -1,9 +1,11 @@
 """Data for G-Blend: held-out splits, built-in data sets, tf.data pipelines.
 
 The arrays, splits and data sets here are backend-neutral. The `tf.data`
-modules (`pipelines`, `datasets`, `tfrecord`, `files`, `audio`, and
-`make_dataset`, `to_multihead`) need TensorFlow and are imported on first use,
-so `import keras_gblend` does not import TensorFlow.
+modules (`datasets`, `tfrecord`, `files`, `audio`, and `make_dataset`,
+`to_multihead`) need TensorFlow and are imported on first use, so
+`import keras_gblend` does not import TensorFlow. `pipelines`, one namespace
+for the three pipeline sources, is imported by name:
+`from keras_gblend.data import pipelines`.
 """
 
 import importlib
@@ -19,7 +21,6 @@ _LAZY = {
     "audio": ("keras_gblend.data.audio", None),
     "datasets": ("keras_gblend.data.datasets", None),
     "files": ("keras_gblend.data.files", None),
-    "pipelines": ("keras_gblend.data.pipelines", None),
     "tfrecord": ("keras_gblend.data.tfrecord", None),
     "make_dataset": ("keras_gblend.data.datasets", "make_dataset"),
     "to_multihead": ("keras_gblend.data.datasets", "to_multihead"),

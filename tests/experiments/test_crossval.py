@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import common, cv_report, legends, protocol
+from experiments import common, cv_report, legends, methods, protocol
 from experiments.ledger import Ledger
 from tests.conftest import REPO_ROOT
 
@@ -129,28 +129,28 @@ def test_a_one_rate_grid_runs_no_selection():
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     path = str(tmp_path / "results.jsonl")
     kwargs = dict(folds=3, seeds=2, grid=GRID, log=lambda _: None)
-    methods, config = ["unimodal", "naive"], common.Config()
+    names, config = ["unimodal", "naive"], common.Config()
     first = []
     with pytest.raises(KeyboardInterrupt):
         protocol.run_protocol(
-            methods, _pool(), config, output=path,
+            names, _pool(), config, output=path,
             run_fn=_fake_run(first, fail_after=10), **kwargs,
         )  # fmt: skip
     with open(path, "a") as handle:
         handle.write('{"kind": "test", "fold"')  # torn line of the killed write
     second = []
     resumed = protocol.run_protocol(
-        methods, _pool(), config, output=path, run_fn=_fake_run(second), **kwargs
+        names, _pool(), config, output=path, run_fn=_fake_run(second), **kwargs
     )
     assert len(first) == 10 and not set(first) & set(second)
     assert len(first) + len(second) == 3 * 2 * len(GRID) + 3 * 2 * 2
     fresh = protocol.run_protocol(
-        methods, _pool(), config, run_fn=_fake_run([]), **kwargs
+        names, _pool(), config, run_fn=_fake_run([]), **kwargs
     )
     assert resumed == fresh
     with pytest.raises(ValueError, match="another setting"):
         protocol.run_protocol(
-            methods, _pool(), dataclasses.replace(config, epochs=3), output=path,
+            names, _pool(), dataclasses.replace(config, epochs=3), output=path,
             run_fn=_fake_run([]), **kwargs,
         )  # fmt: skip
 
@@ -164,8 +164,9 @@ def test_recorded_only_reports_what_ran_and_trains_nothing(tmp_path):
             ["naive"], _pool(), config, run_fn=_fake_run([], fail_after=7), **kwargs
         )
     partial = protocol.run_protocol(
-        ["naive", "unimodal"], _pool(), config, recorded_only=True, **kwargs
-    )
+        ["naive", "unimodal"], _pool(), config, recorded_only=True,
+        run_fn=_fake_run([]), **kwargs,
+    )  # fmt: skip
     # Fold 0 ran whole (3 selection runs + 1 test run); fold 1 is incomplete.
     assert [(r["fold"], r["method"]) for r in partial] == [(0, "naive")]
     full = protocol.run_protocol(
@@ -236,7 +237,7 @@ def test_smoke_with_the_real_harness(tmp_path):
     path = str(tmp_path / "cv.jsonl")
     results = protocol.run_protocol(
         ["naive"], (x, y, speakers), config, folds=2, seeds=1, grid=(0.01, 0.1),
-        output=path, log=lambda _: None,
+        output=path, log=lambda _: None, run_fn=methods.run_method,
     )  # fmt: skip
     with open(path) as handle:
         records = [json.loads(line) for line in handle if line.strip()]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import cli, common, compare, legends, methods
+from experiments import cli, common, compare, evaluations, legends, methods
 from keras_gblend import GBlendModel, data
 from keras_gblend.report.history import read_history
 from tests.conftest import REPO_ROOT
@@ -102,7 +102,7 @@ def test_every_method_trains_with_its_own_weights(method, tmp_path):
     (row,) = rows
     # The first block's row is scored on the output mode it chose on V.
     first_block = method in ("gblend_default", "gblend_default_num_heads")
-    output = methods.OUTPUT if first_block else "fused"
+    output = evaluations.OUTPUT if first_block else "fused"
     assert row["method"] == method and row["accuracy"] == row["head_accuracy"][output]
     if method in EXPECTED_WEIGHTS:
         assert row["weights"] == pytest.approx(EXPECTED_WEIGHTS[method])
@@ -150,7 +150,7 @@ def test_evaluation_matches_the_models_own_predictions(monkeypatch):
     def untrained(ctx):
         model = common.build_model(ctx.task, ctx.config)
         trained.append(model)
-        return methods.Outcome(model, extra={"note": "untrained"})
+        return evaluations.Outcome(model, extra={"note": "untrained"})
 
     monkeypatch.setitem(methods.METHODS, "untrained", untrained)
     monkeypatch.setitem(
@@ -253,6 +253,18 @@ def test_legend_names_every_column_and_method_of_the_table():
     ):
         assert f"\n  {method}: {doc}" in legend  # fmt: skip
 
+
+
+def test_every_method_is_the_row_of_its_name_so_its_legend_is_its_docstring():
+    # `legends.describe` reads `rows.<name>.__doc__`; the table must not map a
+    # name to another function.
+    from experiments import rows
+
+    for name, method in methods.METHODS.items():
+        assert method is getattr(rows, name), name
+        first = " ".join(method.__doc__.split()).split(". ")[0].rstrip(".")
+        assert legends.describe(name) == first
+    assert legends.describe("no_such_method") == ""
 
 ROW = dict(accuracy_std=0.0, accuracy_per_seed=[1.0], ensemble_mean=None,
            ensemble_std=None, seconds_mean=1.0)  # fmt: skip

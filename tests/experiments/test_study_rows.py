@@ -112,11 +112,11 @@ def test_audio_shuffled_accuracy_permutes_the_audio_only():
     task = common.Task("toy", None, ({"audio": audio, "image": image}, y), None, 2)
     ctx = common.Context(task, TINY, 7, None, None, None)
     perm = np.random.default_rng(7).permutation(50)  # The run's seed.
-    on_audio = common.Outcome(_ReadsOne("audio"))
+    on_audio = evaluations.Outcome(_ReadsOne("audio"))
     assert evaluations.audio_shuffled_accuracy(on_audio, ctx) == pytest.approx(
         np.mean(y[perm] == y)
     )
-    on_image = common.Outcome(_ReadsOne("image"))
+    on_image = evaluations.Outcome(_ReadsOne("image"))
     unshuffled = np.mean((image[:, 0] > 0) == y)
     assert evaluations.audio_shuffled_accuracy(on_image, ctx) == pytest.approx(
         unshuffled

@@ -12,7 +12,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from experiments import common, methods
+from experiments import common, evaluations, methods
 from keras_gblend import data
 from tests.conftest import REPO_ROOT
 from tools import bench, bench_audio
@@ -28,7 +28,7 @@ def test_bench_trains_with_the_experiments_own_methods(kind, method, monkeypatch
 
     def spy(ctx):
         seen.append(ctx)
-        return methods.Outcome(model="trained")
+        return evaluations.Outcome(model="trained")
 
     monkeypatch.setitem(methods.METHODS, method, spy)
     ds = data.make_synthetic(num_train=40, num_test=8, dim_b=4, seed=0)
