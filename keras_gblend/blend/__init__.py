@@ -5,8 +5,8 @@ Modules:
         their scales (pure numpy).
     estimators: from the measurements so far to one set of weights (the
         paper's, windowed, robust, the fused-head floor).
-    state: the record (measurements, estimates), its state file and its log
-        keys.
+    state: the record (measurements, estimates) and its log keys.
+    state_file: the state file: its JSON format, version-1 files, save, load.
     measure: each head's loss on `T'` and `V`, in inference mode; the
         measurer interface and the in-situ measurer.
     head_copies: trained copies of the heads' sub-models: the exact mode's

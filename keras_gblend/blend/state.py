@@ -1,8 +1,8 @@
-"""The G-Blend record: measurements, estimates, their log keys, the state file.
+"""The G-Blend record: measurements, estimates and their log keys.
 
-This module is the one owner of the record, of its file format and of its log
-keys (`LOG_KEYS`); the callback writes through it and
-`keras_gblend.report.history` reads through it.
+This module is the one owner of the record and of its log keys (`LOG_KEYS`);
+the callback writes through it and `keras_gblend.report.history` reads
+through it.
 
 One head order everywhere: every per-head sequence of `keras_gblend.blend`
 (measured losses, estimates, weights) is in `head_names` order, the modalities
@@ -15,29 +15,16 @@ training, `e` is after the e-th epoch (what `model.fit(initial_epoch=e)` resumes
 from). A measurement at epoch `e` was taken on the model after `e` epochs; an
 estimate at epoch `e` set the weights in force from epoch `e + 1` on.
 
-File format version 2 (JSON)::
-
-    {"version": 2, "head_names": [...], "initial_weights": [...] or null,
-     "measurements": [{"epoch", "train", "heldout", "train_sem", "heldout_sem"}],
-     "estimates": [{"epoch", "status", "weights", "d_g", "d_o", "ogr"}],
-     "settings": {"preset", "estimator", "weight_scale", "output"} or absent,
-     "output_choice": {"mode", "scores", "weights"} or absent}
-
-with one value per head in `head_names` order in every list. `settings` and
-`output_choice` (what the callback chose on `V` when training ended) were added
-without a version change: files without them read as before, and readers that
-do not know them ignore them. Version-1 files
-(per-head keys such as `weight_<head>`, measurements counted from -1) are
-converted when read.
+The state file (its JSON format, version 1 files, `save` / `load`) is
+`keras_gblend.blend.state_file`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
-from keras_gblend.common import io_utils, messages
+from keras_gblend.common import messages
 
 VERSION = 2
 
@@ -279,18 +266,20 @@ class BlendState:
 
     @classmethod
     def from_dict(cls, data):
-        """Builds a state from `to_dict()` output or a version-1 dict.
+        """Builds a state from `to_dict()` output (version 2).
+
+        A file's dict of any version is read by
+        `keras_gblend.blend.state_file.state_from_dict` (and `load`).
 
         Raises:
-            ValueError: If the version is unknown or the dict is malformed.
+            ValueError: If the version is not 2 or the dict is malformed.
         """
         version = data.get("version", 1)
-        if version == 1:
-            return _from_v1(data)
         if version != VERSION:
             raise ValueError(
-                f"Unknown G-Blend state version {version!r}: this keras_gblend "
-                f"reads versions 1 and {VERSION}."
+                f"`BlendState.from_dict` reads version {VERSION}; received "
+                f"version {version!r}. Read files and older dicts with "
+                "keras_gblend.blend.state_file.load / state_from_dict."
             )
         try:
             return cls(
@@ -364,107 +353,3 @@ def _as_lists(record):
         k: list(v) if isinstance(v, tuple) else v
         for k, v in dataclasses.asdict(record).items()
     }
-
-
-def _from_v1(data):
-    """Version 1: measurement epochs 0-based (-1 before training), per-head keys."""
-    estimates = data.get("estimates", [])
-    heads = tuple(data.get("head_names") or ())
-    if not heads and estimates:
-        keys = [k[len("weight_") :] for k in estimates[0] if k.startswith("weight_")]
-        heads = tuple(sorted(keys, key=lambda h: h == _V1_FUSED))
-    if not heads:
-        raise ValueError(
-            "The G-Blend state (version 1) holds no head names and no estimates."
-        )
-    try:
-        initial = data.get("initial_weights")
-        return BlendState(
-            head_names=heads,
-            initial_weights=None if not initial else [initial[h] for h in heads],
-            measurements=[
-                Measurement(m["epoch"] + 1, m["train"], m["heldout"])
-                for m in data.get("measurements", [])
-            ],
-            estimates=[
-                Estimate(
-                    e["epoch"],
-                    e.get("status", "ok"),
-                    *([e.get(f"{key}_{h}") for h in heads] for key in _V1_KEYS),
-                )
-                for e in estimates
-            ],
-        )
-    except (KeyError, TypeError) as error:
-        raise ValueError(
-            f"Malformed G-Blend state (version 1): missing {error}."
-        ) from error
-
-
-# Version 1 named the fused head "fused" (`keras_gblend.model.heads.FUSED`)
-# and kept the estimates' log quantities as per-head keys, `weight_<head>`, ...
-_V1_FUSED = "fused"
-_V1_KEYS = tuple(q for q, (kind, _) in LOG_KEYS.items() if kind is Estimate)
-
-
-def save(path, state):
-    """Writes `state` to `path` atomically, in the version-2 format.
-
-    Args:
-        path: Destination JSON file.
-        state: A `BlendState`.
-
-    Raises:
-        OSError: If the file cannot be written.
-
-    Example:
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "state.json")
-    >>> save(path, BlendState(("a", "fused"), (0.5, 0.5)))
-    >>> load(path).initial_weights
-    (0.5, 0.5)
-    """
-    io_utils.atomic_write_json(path, state.to_dict())
-
-
-def load(path):
-    """Reads a state file written by `save` (version 2) or by version 1.
-
-    Args:
-        path: A JSON file.
-
-    Returns:
-        A `BlendState`.
-
-    Raises:
-        OSError: If the file cannot be read.
-        ValueError: If it is not a G-Blend state, with the path in the message.
-
-    Example:
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "old.json")
-    >>> with open(path, "w") as handle:
-    ...     _ = handle.write('{"version": 1, "head_names": ["a", "fused"], '
-    ...         '"measurements": [{"epoch": -1, "train": [1, 1], "heldout": [1, 1]}],'
-    ...         '"estimates": []}')
-    >>> load(path).measurements[0].epoch  # version 1 counted from -1
-    0
-    """
-    with open(path) as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path!r} is not a JSON G-Blend state: {error}"
-            ) from error
-    if not isinstance(data, dict) or "estimates" not in data:
-        raise ValueError(
-            f"{path!r} is not a G-Blend state file (no 'estimates'). "
-            "Pass the file written by GBlendCallback(state_path=...)."
-        )
-    try:
-        return BlendState.from_dict(data)
-    except ValueError as error:
-        raise ValueError(f"{path!r}: {error}") from error

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from keras_gblend.blend import state
+from keras_gblend.blend import state, state_file
 from keras_gblend.common import io_utils
 from keras_gblend.model.heads import FUSED
 
@@ -129,13 +129,13 @@ def read_history(source):
         return _from_history_dict(source.history, source.epoch)
     if isinstance(source, Mapping):
         if "estimates" in source:
-            return _from_state(state.BlendState.from_dict(source))
+            return _from_state(state_file.state_from_dict(source))
         return _from_history_dict(source)
     if isinstance(source, (str, os.PathLike)):
         with open(source) as handle:
             text = handle.read()
         if text.lstrip().startswith("{"):
-            return _from_state(state.load(source))
+            return _from_state(state_file.load(source))
         return _from_csv(text, os.fspath(source))
     raise ValueError(
         "`source` must be a path, a keras History, a dict, a BlendState or a "

@@ -9,7 +9,14 @@ import os
 import keras
 import numpy as np
 
-from keras_gblend.blend import estimators, formula, head_copies, measure, state
+from keras_gblend.blend import (
+    estimators,
+    formula,
+    head_copies,
+    measure,
+    state,
+    state_file,
+)
 from keras_gblend.common import messages
 from keras_gblend.common.messages import AdaptiveOptimizerWarning, GBlendWarning
 from keras_gblend.data import arrays
@@ -242,7 +249,7 @@ class GBlendCallback(keras.callbacks.Callback):
         epochs = (self.params or {}).get("epochs")
         messages.check_schedule(epochs, first, self.warmup_epochs, self.super_epoch)
         exists = self.state_path and os.path.exists(self.state_path)
-        self.state = state.load(self.state_path) if exists else None
+        self.state = state_file.load(self.state_path) if exists else None
         self._started = self._diverged = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -349,4 +356,4 @@ class GBlendCallback(keras.callbacks.Callback):
 
     def _save(self):
         if self.state_path:
-            state.save(self.state_path, self.state)
+            state_file.save(self.state_path, self.state)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from keras_gblend.blend import state
+from keras_gblend.blend import state, state_file
 from keras_gblend.blend.state import BlendState, Estimate, Measurement
 from keras_gblend.common import io_utils
 
@@ -68,8 +68,8 @@ def _state():
 def test_round_trip_through_the_file_keeps_every_value(tmp_path):
     path = tmp_path / "state.json"
     original = _state()
-    state.save(path, original)
-    assert state.load(path) == original
+    state_file.save(path, original)
+    assert state_file.load(path) == original
     saved = json.loads(path.read_text())
     assert saved["version"] == 2
     assert saved["measurements"][0]["train_sem"] == [0.1] * 3
@@ -79,7 +79,7 @@ def test_round_trip_through_the_file_keeps_every_value(tmp_path):
 def test_version_1_file_loads_with_epochs_completed(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(V1_FILE))
-    loaded = state.load(path)
+    loaded = state_file.load(path)
     assert loaded.head_names == HEADS
     assert loaded.initial_weights == (0.2, 0.3, 0.5)
     # Version 1 measured "epoch -1" before training and "epoch 0" after epoch 1.
@@ -90,6 +90,15 @@ def test_version_1_file_loads_with_epochs_completed(tmp_path):
     assert estimate.weights == (0.6, 0.1, 0.3)
     assert estimate.d_o == (-0.09, 0.38, -0.1)
     assert estimate.ogr == (0.8, 3.2, 0.4)
+
+
+def test_the_record_reads_only_the_current_format_and_names_the_reader():
+    with pytest.raises(ValueError, match="state_file.load / state_from_dict"):
+        BlendState.from_dict(V1_FILE)
+    upgraded = state_file.upgrade_v1(V1_FILE)
+    assert upgraded["version"] == 2 and upgraded["head_names"] == list(HEADS)
+    assert BlendState.from_dict(upgraded) == state_file.state_from_dict(V1_FILE)
+    assert state_file.state_from_dict(_state().to_dict()) == _state()
 
 
 def test_truncate_keeps_records_up_to_the_resumed_epoch():
@@ -128,7 +137,7 @@ def test_bad_files_fail_with_the_path_and_the_reason(tmp_path, content, match):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(ValueError, match=match) as error:
-        state.load(path)
+        state_file.load(path)
     assert str(path) in str(error.value)
 
 

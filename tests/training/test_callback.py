@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_gblend import GBlendCallback, GBlendWarning
-from keras_gblend.blend import formula, measure, state
+from keras_gblend.blend import formula, measure, state, state_file
 from keras_gblend.blend.state import Measurement
 from keras_gblend.training.callback import AdaptiveOptimizerWarning
 from tests.helpers import synthetic_setup
@@ -163,7 +163,7 @@ def test_state_file_resumes_and_drops_entries_after_restart(tmp_path):
 
 def test_resuming_from_another_models_state_is_refused(tmp_path):
     path = os.path.join(tmp_path, "state.json")
-    state.save(path, state.BlendState(("x", "y", "fused"), (0.2, 0.3, 0.5)))
+    state_file.save(path, state.BlendState(("x", "y", "fused"), (0.2, 0.3, 0.5)))
     model, train, heldout = synthetic_setup()
     cb = GBlendCallback(train, heldout, state_path=path, verbose=0, **EVERY_EPOCH)
     with pytest.raises(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_gblend import GBlendCallback, build_gblend_model
-from keras_gblend.blend import state
+from keras_gblend.blend import state_file
 from keras_gblend.model import encoders, prediction
 from tests.helpers import synthetic_setup
 
@@ -181,6 +181,6 @@ def test_state_files_without_the_new_fields_read_as_before(tmp_path):
     }
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
-    loaded = state.load(str(path))
+    loaded = state_file.load(str(path))
     assert loaded.settings is None and loaded.output_choice is None
     assert loaded.to_dict() == old  # Written back unchanged.
