@@ -118,14 +118,99 @@ def answer(by_signal):
         wins = []
         for row, twin in TWINS.items():
             p = paired(results, row, twin)
-            if p is not None and p[0] >= 2.0 and p[1] > 0:
+            if p is not None and p[3] >= 2 and p[0] >= 2.0 and p[1] > 0:
                 wins.append(f"{row} - {twin} {_ci(*p[:3])}")
         below = paired(results, "uniform", "naive")
-        below = below is not None and below[2] < 0
+        below = below is not None and below[3] >= 2 and below[2] < 0
         lines.append(
             f"- signal {signal:g}: G-Blend's weights >= 2 points above equal "
             f"weights with the CI above 0: {'; '.join(wins) or 'none'}; equal "
             f"weights below naive fusion (CI below 0): {'yes' if below else 'no'}."
+        )
+    return "\n".join(lines)
+
+
+def _ranks(values):
+    """Ranks 1..n, ties given their mean rank."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    for v in np.unique(values):
+        ranks[values == v] = ranks[values == v].mean()
+    return ranks
+
+
+def spearman(a, b):
+    """Spearman's rank correlation of two equal-length sequences.
+
+    Example:
+
+    >>> round(spearman([1, 2, 3, 4], [10, 30, 20, 40]), 3)
+    0.8
+    """
+    ra, rb = _ranks(a), _ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def weight_features(weights):
+    """What a G-Blend run's final weights say, normalised to sum to 1:
+    `distance` (L1 from uniform), `smallest` (the smallest weight) and
+    `fused` (the fused head's share)."""
+    w = np.array(list(weights.values()), np.float64)
+    w = w / w.sum()
+    return dict(
+        distance=float(np.abs(w - 1 / len(w)).sum()),
+        smallest=float(w.min()),
+        fused=float(weights.get("fused", 0.0) / sum(weights.values())),
+    )
+
+
+def gain_pairs(results, source):
+    """Per G-Blend run: its weights' features and its gain over its equal-weight
+    twin (`TWINS`) on the same fold and seed, in points."""
+    runs = {(r["method"], r["fold"], r["seed"]): r for r in results}
+    pairs = []
+    for (method, fold, seed), r in sorted(runs.items()):
+        twin = runs.get((TWINS.get(method), fold, seed))
+        if twin is None or not r.get("weights"):
+            continue
+        gain = r["accuracy"] - twin["accuracy"]
+        pairs.append(dict(source=source, row=method, gain=gain))
+        pairs[-1].update(weight_features(r["weights"]))
+    return pairs
+
+
+def signal_report(pairs):
+    """Does a weight feature predict G-Blend's gain over equal weights?
+
+    Per feature: Spearman's rho with the gain over every (run, row) pair and
+    over the per-(source, row) means, and the gain by tercile of the feature.
+    """
+    lines = [
+        "| feature | rho, runs (n) | rho, (source, row) means (n) | gain by "
+        "tercile of the feature: low / mid / high (wins/n) |",
+        "|---|---|---|---|",
+    ]
+    cells = {}
+    for p in pairs:
+        cells.setdefault((p["source"], p["row"]), []).append(p)
+    for feature in ("distance", "smallest", "fused"):
+        x = [p[feature] for p in pairs]
+        g = [p["gain"] for p in pairs]
+        means = [
+            (np.mean([p[feature] for p in c]), np.mean([p["gain"] for p in c]))
+            for c in cells.values()
+        ]
+        rho_cells = spearman(*zip(*means)) if len(means) > 2 else float("nan")
+        terciles = np.array_split(np.argsort(x, kind="stable"), 3)
+        parts = [
+            f"{np.mean([g[i] for i in t]):+.1f} ({sum(g[i] > 0 for i in t)}/{len(t)})"
+            for t in terciles
+        ]
+        lines.append(
+            f"| {feature} | {spearman(x, g):+.2f} ({len(g)}) | "
+            f"{rho_cells:+.2f} ({len(means)}) | {' / '.join(parts)} |"
         )
     return "\n".join(lines)
 
@@ -200,11 +285,38 @@ def run(signal, preset, output_dir, recorded_only=False, log=print):
     )
 
 
+# The real data sets' ledgers (`experiments.defaults_study`'s, full preset).
+REAL_GRID = (0.01, 0.03)
+
+
+def recorded_real(name, output_dir):
+    """The defaults study's recorded G-Blend rows and twins on data set `name`."""
+    load_pool, standardise = protocol.POOLS[name]
+    return protocol.run_protocol(
+        [*TWINS, *TWINS.values()],
+        load_pool(),
+        common.Config(),
+        run_fn=None,
+        folds=3,
+        seeds=2,
+        grid=REAL_GRID,
+        output=os.path.join(output_dir, f"{name}.jsonl"),
+        name=name,
+        standardise=standardise,
+        recorded_only=True,
+        log=lambda line: None,
+    )
+
+
 def _define_flags():
     flags.DEFINE_enum("preset", "full", list(PRESETS), "Setting to start from.")
     flags.DEFINE_list("signals", None, "Knob points (overrides the preset's).")
     flags.DEFINE_string("output_dir", "runs/regimes", "One JSONL file per point.")
     flags.DEFINE_string("plot", None, "Where to write the map's plot (PNG).")
+    flags.DEFINE_list(
+        "real", [], "Data sets of --real_dir whose G-Blend runs join the signal."
+    )
+    flags.DEFINE_string("real_dir", "runs/defaults", "The defaults study's ledgers.")
     flags.DEFINE_bool(
         "recorded_only", False, "Report what the files hold; train nothing."
     )
@@ -222,6 +334,11 @@ def main(argv):
     by_signal = {s: r for s, r in by_signal.items() if r}
     sections = [point_report(s, r) for s, r in sorted(by_signal.items())]
     sections += ["### The map", "", map_table(by_signal), "", answer(by_signal)]
+    pairs = [p for s, r in by_signal.items() for p in gain_pairs(r, f"signal {s:g}")]
+    for name in FLAGS.real:
+        pairs += gain_pairs(recorded_real(name, FLAGS.real_dir), name)
+    sources = sorted({p["source"] for p in pairs})
+    sections += ["", f"### The signal ({', '.join(sources)})", "", signal_report(pairs)]
     text = (
         "\n".join(sections)
         + "\n\n"

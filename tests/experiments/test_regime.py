@@ -49,6 +49,8 @@ def test_the_answer_needs_two_points_and_a_ci_above_zero():
     assert "gblend_online - uniform +2.8" in resolved
     unresolved = regime_study.answer({0.0: _records([6.0, -1.0, 2.0])})
     assert "above 0: none" in unresolved
+    single = regime_study.answer({0.0: _records([5.0])})  # one pair: no interval
+    assert "above 0: none" in single
 
 
 @pytest.mark.slow
