@@ -172,6 +172,14 @@ class HeadCopies:
         """`[before, after]`: `run(model, epoch=epoch)` as a list."""
         return list(self.run(model, epoch=epoch))
 
+    def heldout_probabilities(self, model):
+        """`(probabilities, labels)` of `model` (not a copy) on `V`."""
+        heldout = self._data[1]
+        probabilities = measure.head_probabilities(
+            model, heldout, batch_size=self.batch_size
+        )
+        return probabilities, heldout.labels
+
     def run(self, model, *, epoch, seed=None):
         """Resets every copy from `model` and trains it; measures before and after.
 

@@ -21,6 +21,9 @@ is built from its arguments, which it checks (raising before `fit`), and has:
 * `setup(model)`: when `fit` starts, checks and prepares what needs the model;
 * `measurements(model, epoch)`: the `state.Measurement`s an estimate after
   `epoch` completed epochs is made from;
+* `heldout_probabilities(model)`: `(probabilities, labels)` of `model`'s heads
+  on `V` (`head_probabilities`), from which the callback chooses the output
+  mode at the end of a run;
 * `recorded`: True if each call measures the model itself once: the callback
   records every measurement and estimates from the record, so the first one is
   the reference, taken before training with no warm-up. False if each call
@@ -261,7 +264,12 @@ def _per_example(loss):
 
 
 class _LossModel(keras.Model):
-    """`(x, y)` -> every head's per-example loss, `(batch, heads)`, inference mode."""
+    """`(x, y)` -> every head's per-example loss `(batch, heads)` and probabilities.
+
+    Inference mode. The probabilities (one `(batch, classes)` per head, in head
+    order) come back with the losses, so choosing the output mode on `V` at the
+    end of a run needs no second traced prediction.
+    """
 
     def __init__(self, model, heads, losses):
         # No cast of the inputs: the model casts them as it does in `predict`.
@@ -276,7 +284,7 @@ class _LossModel(keras.Model):
         if self.heads == (None,):
             predictions = {None: predictions}
         rows = [f(y, predictions[h]) for h, f in zip(self.heads, self.functions)]
-        return keras.ops.stack(rows, axis=-1)
+        return keras.ops.stack(rows, axis=-1), [predictions[h] for h in self.heads]
 
 
 class LossFunction:
@@ -335,11 +343,60 @@ class LossFunction:
 
     def __call__(self, prepared):
         """A float64 array `(heads, examples)` of per-example losses on `prepared`."""
-        rows = [
-            self._program.predict_on_batch(batch)[:count]
+        return self.run(prepared)[0]
+
+    def run(self, prepared):
+        """`(losses, probabilities)`: `__call__`'s and `{head: (n, classes)}`."""
+        batches = [
+            (self._program.predict_on_batch(batch), count)
             for batch, count in prepared.batches
         ]
-        return np.concatenate(rows).T.astype(np.float64)
+        losses = np.concatenate([loss[:count] for (loss, _), count in batches])
+        probabilities = {
+            h: np.concatenate([probs[i][:count] for (_, probs), count in batches])
+            for i, h in enumerate(self.heads)
+        }
+        return losses.T.astype(np.float64), probabilities
+
+
+def head_probabilities(model, data, *, batch_size=256):
+    """Every head's class probabilities on `data`, in inference mode.
+
+    Through `data.function` where it measures `model` (no second traced
+    prediction), else `model.predict`.
+
+    Args:
+        model: A compiled `GBlendModel`.
+        data: `prepare`'s result (or what `per_example_losses` takes).
+        batch_size: Batch size of the prediction from arrays.
+
+    Returns:
+        A dict from head name to a numpy `(examples, classes)` array, in the
+        model's head order.
+
+    Example:
+
+    >>> from keras_gblend import build_gblend_model, data
+    >>> from keras_gblend.model import encoders
+    >>> ds = data.make_synthetic(num_train=16, num_test=4, dim_b=4)
+    >>> branches = {m: encoders.mlp_encoder(x.shape[1:], units=(4,))
+    ...             for m, x in ds.train[0].items()}
+    >>> model = build_gblend_model(branches, num_classes=ds.num_classes)
+    >>> model.compile(loss="sparse_categorical_crossentropy")
+    >>> t, v = prepare_sets(model, {"train_subset": ds.train, "heldout": ds.test})
+    >>> {h: p.shape for h, p in head_probabilities(model, v).items()}
+    {'a': (4, 4), 'b': (4, 4), 'fused': (4, 4)}
+    """
+    prepared = data if isinstance(data, Prepared) else _raw(data, batch_size)
+    heads, losses = _head_losses(model, None)
+    if prepared.function is not None and prepared.function.measures(model, losses):
+        return prepared.function.run(prepared)[1]
+    inputs = prepared.inputs
+    if isinstance(inputs, Mapping) or isinstance(inputs, np.ndarray):
+        predictions = model.predict(inputs, batch_size=batch_size, verbose=0)
+    else:
+        predictions = model.predict(inputs, verbose=0)
+    return {h: np.asarray(predictions[h]) for h in heads}
 
 
 def head_loss_stats(model, data, *, loss=None, batch_size=256):
@@ -552,3 +609,10 @@ class InSituMeasurer:
     def measurements(self, model, epoch):
         """`[measurement]` of `model` after `epoch` completed epochs."""
         return [measurement(model, self._data, epoch=epoch, batch_size=self.batch_size)]
+
+    def heldout_probabilities(self, model):
+        """`(probabilities, labels)` on `V` (see `head_probabilities`)."""
+        heldout = self._data[1]
+        return head_probabilities(model, heldout, batch_size=self.batch_size), (
+            heldout.labels
+        )

@@ -19,7 +19,7 @@ from keras_gblend.blend import (
 )
 from keras_gblend.common import messages
 from keras_gblend.common.messages import AdaptiveOptimizerWarning, GBlendWarning
-from keras_gblend.data import arrays
+from keras_gblend.model import prediction
 
 __all__ = ["AdaptiveOptimizerWarning", "GBlendCallback", "GBlendWarning"]
 
@@ -282,9 +282,7 @@ class GBlendCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.output == "auto" and self.state is not None and not self._diverged:
-            choice = self.model.select_output_mode(
-                arrays.to_pair(self.heldout), batch_size=self.batch_size
-            )
+            choice = self._select_output_mode()
             self.state = self.state.with_output(choice)
             self._save()
             if self.verbose:
@@ -340,6 +338,19 @@ class GBlendCallback(keras.callbacks.Callback):
             self.model.head_names, record, before, self.min_weight
         )
         self._pending += said if self.verbose else said[:-1]
+
+    def _select_output_mode(self):
+        """`GBlendModel.select_output_mode` on `V`, as prepared by the measurer.
+
+        The same choice (`prediction.choose_mode`, then `set_output_mode`), from
+        the heads' probabilities the measurer computes with the function it
+        measures with (in situ): no new traced prediction at the end of a run.
+        """
+        probs, labels = self._measurer.heldout_probabilities(self.model)
+        model = self.model
+        choice = prediction.choose_mode(probs, labels, fused=model.head_names[-1])
+        model.set_output_mode(choice.mode, choice.weights)
+        return choice
 
     def _assign(self, weights):
         """The one place weights reach the model: blend weights, scaled."""

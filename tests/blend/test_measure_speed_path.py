@@ -142,3 +142,35 @@ def test_fast_path_matches_predict_under_a_mixed_precision_policy(policy):
         )
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.filterwarnings("ignore::keras_gblend.GBlendWarning")
+@pytest.mark.parametrize("mode", ["in_situ", "exact"])
+def test_output_choice_at_the_end_is_select_output_modes(monkeypatch, mode):
+    from keras_gblend import GBlendCallback
+
+    model, train, heldout = synthetic_setup()
+    cb = GBlendCallback(
+        train,
+        heldout,
+        warmup_epochs=1,
+        super_epoch=1,
+        mode=mode,
+        train_data=train if mode == "exact" else None,
+        verbose=0,
+    )
+    predicted = []
+    original = type(model).predict
+    monkeypatch.setattr(
+        type(model),
+        "predict",
+        lambda self, *a, **k: predicted.append(1) or original(self, *a, **k),
+    )
+    model.fit(*train, epochs=2, batch_size=16, callbacks=[cb], verbose=0)
+    # In situ, the measurement's function gave V's probabilities: no predict.
+    assert len(predicted) == (0 if mode == "in_situ" else 1)
+    recorded = cb.state.output_choice
+    expected = model.select_output_mode(heldout)
+    assert recorded["mode"] == expected.mode == model.output_mode
+    assert recorded["scores"] == pytest.approx(expected.scores, abs=1e-6)
+    assert recorded["weights"] == pytest.approx(expected.weights, rel=1e-4)
