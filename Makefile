@@ -8,9 +8,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-# The suite runs on every core (at most 4 workers; pytest-xdist): 2 workers take it
-# from about 9.5 to 5.5 minutes on the 2-core CI machine.
-PARALLEL ?= --numprocesses=auto --maxprocesses=4
+# The suite runs on every core (at most 4 workers; pytest-xdist). Tests that share
+# an expensive module fixture carry one `xdist_group` mark, so that one worker
+# runs them and the fixture once (`--dist loadgroup`; the others spread as in
+# the default `load`); tests/conftest.py puts the slow tests first.
+PARALLEL ?= --numprocesses=auto --maxprocesses=4 --dist loadgroup
 # The PyTorch build for .venv-torch: a CPU wheel (a plain `torch` is a CUDA build
 # of several GB).
 TORCH ?= torch==2.13.0

@@ -72,7 +72,9 @@ PRESETS = {
         dataset="synthetic",
         methods=["unimodal", "naive", "gblend_offline", "gblend_online"],
         seeds=1,
-        config=dict(epochs=1, offline_epochs=1, warmup_epochs=0, super_epoch=1),
+        config=dict(
+            epochs=1, offline_epochs=1, warmup_epochs=0, super_epoch=1, subset_size=200
+        ),
     ),
     # `make demo`'s first half (its second half is `crossval --preset=demo`,
     # which shows the recipe and its ablation under the fair protocol).

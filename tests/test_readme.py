@@ -12,16 +12,13 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SMOKE_DEMO
 from tests.helpers import run_python
 
-SMOKE_DEMO = (
-    "-m experiments.compare --preset=smoke --dataset=av_digits "
-    "--methods=naive,gblend_online --output_dir={out}/runs/demo"
-)
 # README command (prefix) -> the arguments run here, or None with the reason.
 EQUIVALENTS = {
-    "make demo": SMOKE_DEMO,  # The same program, the smoke preset.
+    # The same program, the smoke preset (run once: the `smoke_demo` fixture).
+    "make demo": SMOKE_DEMO,
     "make test": None,  # This suite.
     "make test-backends": None,  # CI runs it (tests/backends on JAX and PyTorch).
     "make lint": None,  # ruff; the CI runs it.
@@ -98,14 +95,24 @@ def _run_in(directory, code, namespace):
     return namespace
 
 
+# The tests of the first block share its one run: on one worker under
+# `make test` (`--dist loadgroup`), first in the queue (`slow`).
+FIRST_BLOCK = pytest.mark.xdist_group("readme_first_block")
+EPOCHS = 10
+
+
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory):
-    """The "Use it on your own data" block, run with 5 epochs instead of 30."""
-    code = _section_block("Use it on your own data").replace("epochs=30", "epochs=5")
+    """The "Use it on your own data" block (the first block), run with 10
+    epochs instead of 30; its namespace."""
+    code = _section_block("Use it on your own data")
+    code = code.replace("epochs=30", f"epochs={EPOCHS}")
     return _run_in(tmp_path_factory.mktemp("readme"), code, {})
 
 
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
+@pytest.mark.slow
+@FIRST_BLOCK
 def test_use_on_your_own_data_example_runs(own_data):
     model, chosen = own_data["model"], own_data["chosen"]
     assert sorted(chosen.scores) == [0.003, 0.01, 0.03]
@@ -115,7 +122,7 @@ def test_use_on_your_own_data_example_runs(own_data):
     # chose the output mode on V: what predict_output answers with.
     logs = model.history.history
     assert all(
-        len(logs[f"gblend_weight_{h}"]) == 5 for h in ("image", "audio", "fused")
+        len(logs[f"gblend_weight_{h}"]) == EPOCHS for h in ("image", "audio", "fused")
     )
     # The default scale: the most-weighted head at 1, the others below.
     assert max(model.get_blend_weights().values()) == pytest.approx(1.0, abs=1e-6)
@@ -130,6 +137,7 @@ def _run_block(code, namespace):
 
 
 @pytest.mark.slow
+@FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch):
     (offline,) = (
@@ -165,10 +173,13 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_demo_then_the_plot_command(tmp_path):
-    _python(_equivalent("make demo"), tmp_path)
+@pytest.mark.xdist_group("smoke_demo")
+def test_demo_then_the_plot_command(smoke_demo, tmp_path):
+    assert _equivalent("make demo") == SMOKE_DEMO  # What `smoke_demo` ran.
+    demo, output_dir = smoke_demo
+    assert "Traceback" not in demo.stderr and "oneDNN" not in demo.stderr
     (plot,) = [c for c in _commands() if "tools.plot_blend" in c]
-    args = plot.split(" ", 1)[1].replace("runs/demo", f"{tmp_path}/runs/demo")
+    args = plot.split(" ", 1)[1].replace("runs/demo", str(output_dir))
     result = _python(args, tmp_path)
     names = [os.path.basename(p) for p in result.stdout.split()]
     assert names == ["gblend_weights.png", "gblend_deltas.png", "gblend_losses.png"]
@@ -185,8 +196,9 @@ def test_experiment_commands(tmp_path):
 
 
 @pytest.mark.slow
+@FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-def test_first_block_beats_naive_fusion_on_av_digits(tmp_path):
+def test_first_block_beats_naive_fusion_on_av_digits(own_data):
     """The first block and the baselines block, as written but with 10 epochs
     instead of 30 and naive fusion as the only baseline, on the real AV-Digits
     split: the defaults' output is at least naive fusion's (RESULTS.md has the
@@ -196,8 +208,8 @@ def test_first_block_beats_naive_fusion_on_av_digits(tmp_path):
     loop = 'for head in ("fused", "image", "audio"):'
     assert loop in baselines
     baselines = baselines.replace(loop, 'for head in ("fused",):')
-    code = _section_block("Use it on your own data") + baselines
-    namespace = _run_in(tmp_path, code.replace("epochs=30", "epochs=10"), {})
+    namespace = dict(own_data)  # The first block's run, then the baselines.
+    _run_block(baselines.replace("epochs=30", f"epochs={EPOCHS}"), namespace)
     accuracy, others = namespace["accuracy"], namespace["baselines"]
     assert set(others) == {"fused"}
     assert accuracy >= others["fused"], (accuracy, others)

@@ -12,7 +12,7 @@ import pytest
 from experiments import cli, common, compare, evaluations, legends, methods
 from keras_gblend import GBlendModel, data
 from keras_gblend.report.history import read_history
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SMOKE_DEMO
 
 TINY = common.Config(
     epochs=2, offline_epochs=1, warmup_epochs=0, super_epoch=1, subset_size=64
@@ -254,7 +254,6 @@ def test_legend_names_every_column_and_method_of_the_table():
         assert f"\n  {method}: {doc}" in legend  # fmt: skip
 
 
-
 def test_every_method_is_the_row_of_its_name_so_its_legend_is_its_docstring():
     # `legends.describe` reads `rows.<name>.__doc__`; the table must not map a
     # name to another function.
@@ -265,6 +264,7 @@ def test_every_method_is_the_row_of_its_name_so_its_legend_is_its_docstring():
         first = " ".join(method.__doc__.split()).split(". ")[0].rstrip(".")
         assert legends.describe(name) == first
     assert legends.describe("no_such_method") == ""
+
 
 ROW = dict(accuracy_std=0.0, accuracy_per_seed=[1.0], ensemble_mean=None,
            ensemble_std=None, seconds_mean=1.0)  # fmt: skip
@@ -317,14 +317,15 @@ def test_bad_config_is_a_usage_error_without_traceback():
 
 
 @pytest.mark.slow
-def test_compare_command_line_is_quiet_and_reproducible(tmp_path):
-    args = ["-m", "experiments.compare", "--preset=smoke", "--dataset=av_digits"]
-    args += ["--methods=naive,gblend_online", "--config=subset_size=200"]
+@pytest.mark.xdist_group("smoke_demo")
+def test_compare_command_line_is_quiet_and_reproducible(smoke_demo, tmp_path):
+    """The smoke demo (`smoke_demo`, a first run) and the same command again."""
+    _, first_dir = smoke_demo
+    result = _run(*SMOKE_DEMO.split(), f"--output_dir={tmp_path}", env=DEMO_ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
     results = []
-    for run in ("first", "second"):
-        result = _run(*args, f"--output_dir={tmp_path / run}", env=DEMO_ENV)
-        assert result.returncode == 0, result.stderr[-2000:]
-        with open(tmp_path / run / "results.json") as handle:
+    for output_dir in (first_dir, tmp_path):
+        with open(output_dir / "results.json") as handle:
             results.append(json.load(handle))
     assert "| gblend_online |" in result.stdout
     assert '{"output_dir"' not in result.stdout  # No stray machine line.

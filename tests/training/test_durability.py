@@ -18,6 +18,10 @@ import pytest
 
 from tests.scripts import runner
 
+# Each test runs the script in subprocesses (tens of seconds); most compare with
+# one module-scoped reference run, which one worker then runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("durability")]
+
 SCRIPT = runner.script_path("durable_train.py")
 EPOCHS = 6  # estimates at the ends of epochs 2, 4, 6 (super_epoch=2)
 
@@ -57,7 +61,6 @@ def test_crash_between_state_write_and_backup_resumes_exactly(tmp_path, referenc
     _assert_same_end(result, reference)
 
 
-@pytest.mark.slow
 def test_sigkill_mid_training_then_restart_matches_uninterrupted(tmp_path, reference):
     """Kill from outside once the state file shows 2 estimates; restart.
 
@@ -89,7 +92,6 @@ def test_sigkill_mid_training_then_restart_matches_uninterrupted(tmp_path, refer
     _assert_same_end(result, reference)
 
 
-@pytest.mark.slow
 def test_same_seed_gives_identical_runs(tmp_path, reference):
     result = _run(tmp_path)
     assert result["epochs_run"] == list(range(EPOCHS))
@@ -99,7 +101,6 @@ def test_same_seed_gives_identical_runs(tmp_path, reference):
     assert result["state"] == reference["state"]
 
 
-@pytest.mark.slow
 def test_torn_weights_backup_falls_back_to_previous_backup(tmp_path, reference):
     """A weights file torn by a kill mid-write: `double_checkpoint` recovers."""
     process = runner.start(_command(tmp_path, "--crash-at-epoch", "4"))
@@ -112,7 +113,6 @@ def test_torn_weights_backup_falls_back_to_previous_backup(tmp_path, reference):
     _assert_same_end(result, reference)
 
 
-@pytest.mark.slow
 def test_torn_weights_backup_without_double_checkpoint_cannot_restart(tmp_path):
     process = runner.start(
         _command(tmp_path, "--crash-at-epoch", "4", "--no-double-checkpoint")
@@ -128,7 +128,6 @@ def test_torn_weights_backup_without_double_checkpoint_cannot_restart(tmp_path):
     assert "OSError: Unable to synchronously open file" in err
 
 
-@pytest.mark.slow
 def test_kill_between_backup_weights_and_epoch_is_not_detected_upstream(
     tmp_path, reference
 ):
