@@ -1,6 +1,7 @@
 """Shared test set-up: quiet TensorFlow, a fresh Keras session and seed per test."""
 
 import gc
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,3 +77,25 @@ def smoke_demo(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result, output_dir
+
+
+@pytest.fixture(scope="session")
+def readme_first_block(tmp_path_factory):
+    """README.md's first block ("Use it on your own data") run once, with
+    `README_EPOCHS` epochs instead of 30, without its SavedModel export where
+    TensorFlow is absent (tests/backends on JAX and PyTorch).
+
+    Tests that use it carry `pytest.mark.xdist_group("readme_first_block")`.
+
+    Returns:
+        The block's namespace (`model`, `chosen`, `accuracy`, `build`, ...).
+    """
+    from tests import helpers  # It imports this module (REPO_ROOT).
+
+    code = helpers.readme_section_block("Use it on your own data")
+    assert "epochs=30" in code and helpers.README_EXPORT in code
+    code = code.replace("epochs=30", f"epochs={helpers.README_EPOCHS}")
+    if importlib.util.find_spec("tensorflow") is None:
+        code = code.replace(helpers.README_EXPORT, "")
+    directory = tmp_path_factory.mktemp("readme_first_block")
+    return helpers.run_readme_code(directory, code, {})

@@ -4,6 +4,8 @@ No TensorFlow is imported here: tests/backends uses it on JAX and PyTorch.
 """
 
 import importlib
+import os
+import re
 import subprocess
 import sys
 
@@ -122,3 +124,33 @@ def tool(name):
     """tools/<name>.py imported once, as the module `tools.<name>` (each tool
     defines absl flags, which a second import would define again)."""
     return importlib.import_module(f"tools.{name}")
+
+
+# README.md's first block, "Use it on your own data": its SavedModel export
+# (TensorFlow only) and the epochs the tests run instead of its 30.
+README_EXPORT = (
+    "from keras_gblend import export_saved_model  # SavedModel export: needs TensorFlow"
+    '\n\nexport_saved_model(model, "served/")'
+)
+README_EPOCHS = 10
+
+
+def readme_section_block(heading):
+    """The first python block under README.md's `## heading` section."""
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        text = handle.read()
+    assert f"## {heading}\n" in text, f"README.md lost its heading {heading!r}"
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def run_readme_code(directory, code, namespace):
+    """Runs README code in `directory` (the first block writes `served/`) in
+    `namespace`, and returns it."""
+    here = os.getcwd()
+    os.chdir(directory)
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    finally:
+        os.chdir(here)
+    return namespace

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, SMOKE_DEMO
-from tests.helpers import run_python
+from tests.helpers import README_EPOCHS, run_python
 
 # README command (prefix) -> the arguments run here, or None with the reason.
 EQUIVALENTS = {
@@ -43,12 +43,6 @@ def _readme():
 
 def _blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", _readme(), flags=re.S)
-
-
-def _section_block(heading):
-    """The first code block under the `## heading` section."""
-    section = _readme().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
 
 
 def _commands():
@@ -84,37 +78,16 @@ def test_every_command_is_covered():
         assert len(matches) == 1, f"README command without an equivalent: {command}"
 
 
-def _run_in(directory, code, namespace):
-    """Runs README code in `directory` (it writes `served/`)."""
-    here = os.getcwd()
-    os.chdir(directory)
-    try:
-        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
-    finally:
-        os.chdir(here)
-    return namespace
-
-
-# The tests of the first block share its one run: on one worker under
-# `make test` (`--dist loadgroup`), first in the queue (`slow`).
+# The tests of the first block share its one run (`readme_first_block`, 10
+# epochs instead of 30): on one worker under `make test` (`--dist loadgroup`).
 FIRST_BLOCK = pytest.mark.xdist_group("readme_first_block")
-EPOCHS = 10
-
-
-@pytest.fixture(scope="module")
-def own_data(tmp_path_factory):
-    """The "Use it on your own data" block (the first block), run with 10
-    epochs instead of 30; its namespace."""
-    code = _section_block("Use it on your own data")
-    code = code.replace("epochs=30", f"epochs={EPOCHS}")
-    return _run_in(tmp_path_factory.mktemp("readme"), code, {})
 
 
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 @pytest.mark.slow
 @FIRST_BLOCK
-def test_use_on_your_own_data_example_runs(own_data):
-    model, chosen = own_data["model"], own_data["chosen"]
+def test_use_on_your_own_data_example_runs(readme_first_block):
+    model, chosen = readme_first_block["model"], readme_first_block["chosen"]
     assert sorted(chosen.scores) == [0.003, 0.01, 0.03]
     assert chosen.scores[chosen.learning_rate] == max(chosen.scores.values())
     assert float(model.optimizer.learning_rate) == pytest.approx(chosen.learning_rate)
@@ -122,14 +95,15 @@ def test_use_on_your_own_data_example_runs(own_data):
     # chose the output mode on V: what predict_output answers with.
     logs = model.history.history
     assert all(
-        len(logs[f"gblend_weight_{h}"]) == EPOCHS for h in ("image", "audio", "fused")
+        len(logs[f"gblend_weight_{h}"]) == README_EPOCHS
+        for h in ("image", "audio", "fused")
     )
     # The default scale: the most-weighted head at 1, the others below.
     assert max(model.get_blend_weights().values()) == pytest.approx(1.0, abs=1e-6)
     assert model.output_mode in ("fused", "mean", "weighted")
-    test = own_data["test"]
+    test = readme_first_block["test"]
     expected = (model.predict_output(test.x).argmax(-1) == test.y).mean()
-    assert own_data["accuracy"] == expected
+    assert readme_first_block["accuracy"] == expected
 
 
 def _run_block(code, namespace):
@@ -139,7 +113,9 @@ def _run_block(code, namespace):
 @pytest.mark.slow
 @FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch):
+def test_offline_inference_and_export_blocks_run(
+    readme_first_block, tmp_path, monkeypatch
+):
     (offline,) = (
         b
         for b in _blocks("python")
@@ -147,7 +123,7 @@ def test_offline_inference_and_export_blocks_run(own_data, tmp_path, monkeypatch
     )
     (inference,) = (b for b in _blocks("python") if "evaluate_outputs(" in b)
     (export,) = (b for b in _blocks("python") if "served.signatures" in b)
-    namespace = dict(own_data)
+    namespace = dict(readme_first_block)
     _run_block(
         offline.replace("epochs=10", "epochs=1").replace("epochs=30", "epochs=1"),
         namespace,
@@ -198,7 +174,7 @@ def test_experiment_commands(tmp_path):
 @pytest.mark.slow
 @FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
-def test_first_block_beats_naive_fusion_on_av_digits(own_data):
+def test_first_block_beats_naive_fusion_on_av_digits(readme_first_block):
     """The first block and the baselines block, as written but with 10 epochs
     instead of 30 and naive fusion as the only baseline, on the real AV-Digits
     split: the defaults' output is at least naive fusion's (RESULTS.md has the
@@ -208,8 +184,8 @@ def test_first_block_beats_naive_fusion_on_av_digits(own_data):
     loop = 'for head in ("fused", "image", "audio"):'
     assert loop in baselines
     baselines = baselines.replace(loop, 'for head in ("fused",):')
-    namespace = dict(own_data)  # The first block's run, then the baselines.
-    _run_block(baselines.replace("epochs=30", f"epochs={EPOCHS}"), namespace)
+    namespace = dict(readme_first_block)  # The first block's run, then this.
+    _run_block(baselines.replace("epochs=30", f"epochs={README_EPOCHS}"), namespace)
     accuracy, others = namespace["accuracy"], namespace["baselines"]
     assert set(others) == {"fused"}
     assert accuracy >= others["fused"], (accuracy, others)

@@ -288,6 +288,7 @@ def test_unknown_dataset_and_method():
         methods.run_method("magic", _tiny_task(), TINY)
 
 
+@pytest.mark.slow  # Over 20 s on 2 cores.
 def test_compare_writes_table_plot_and_state_files(tmp_path):
     config = dataclasses.replace(TINY, epochs=1)
     summary, rows, table = compare.run_comparison(

@@ -125,6 +125,7 @@ def _no_warning():
     return contextlib.nullcontext()
 
 
+@pytest.mark.slow  # Over 20 s on 2 cores.
 def test_mirrored_training_matches_single_device():
     """Same seed, data and global batch: mirrored == one device, replicas equal."""
     result = runner.run_json(

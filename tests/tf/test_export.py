@@ -299,6 +299,7 @@ print("with the import:", type(model).__name__, json.dumps(model.get_blend_weigh
 """
 
 
+@pytest.mark.slow  # Over 20 s on 2 cores.
 def test_a_keras_file_loads_in_a_fresh_process_after_import_keras_gblend(tmp_path):
     model = _trained_model()
     path = tmp_path / "model.keras"
