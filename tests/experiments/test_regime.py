@@ -67,7 +67,7 @@ def test_the_smoke_preset_runs_end_to_end(tmp_path):
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert result.returncode == 0, result.stderr[-2000:]
