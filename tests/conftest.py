@@ -28,10 +28,11 @@ SMOKE_DEMO = (
 def pytest_collection_modifyitems(items):
     """Runs the tests marked `slow` first, in their collected order.
 
-    Under `make test` (pytest-xdist) a long test that starts last runs alone
-    after the other workers have finished; started first, the short tests fill
-    in around it. A module's tests that share a module-scoped fixture are all
-    slow or all not, so that they stay together and the fixture runs once.
+    Under `make test` (pytest-xdist, a module at a time per worker) the modules
+    that hold slow tests start first: a long one that started last would run
+    alone after the other workers had finished. In one process, a module's
+    tests that share a module-scoped fixture must all be slow or all not, so
+    that they stay together and the fixture runs once.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
@@ -55,11 +56,9 @@ def fresh_keras_session():
 
 @pytest.fixture(scope="session")
 def smoke_demo(tmp_path_factory):
-    """`SMOKE_DEMO` run once as `make demo` runs its programs (TensorFlow's C++
-    log level 3), in the user's environment (no `PYTHONPATH` added).
-
-    Tests that use it carry `pytest.mark.xdist_group("smoke_demo")`, so that
-    `make test` runs them on one worker and the program once.
+    """`SMOKE_DEMO` run once per process (under `make test`, once per worker
+    that runs a module using it) as `make demo` runs its programs (TensorFlow's
+    C++ log level 3), in the user's environment (no `PYTHONPATH` added).
 
     Returns:
         `(result, output_dir)`: the `subprocess.CompletedProcess` (text
@@ -81,11 +80,10 @@ def smoke_demo(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def readme_first_block(tmp_path_factory):
-    """README.md's first block ("Use it on your own data") run once, with
-    `README_EPOCHS` epochs instead of 30, without its SavedModel export where
-    TensorFlow is absent (tests/backends on JAX and PyTorch).
-
-    Tests that use it carry `pytest.mark.xdist_group("readme_first_block")`.
+    """README.md's first block ("Use it on your own data") run once per process
+    (as `smoke_demo`), with `README_EPOCHS` epochs instead of 30, without its
+    SavedModel export where TensorFlow is absent (tests/backends on JAX and
+    PyTorch).
 
     Returns:
         The block's namespace (`model`, `chosen`, `accuracy`, `build`, ...).

@@ -78,14 +78,8 @@ def test_every_command_is_covered():
         assert len(matches) == 1, f"README command without an equivalent: {command}"
 
 
-# The tests of the first block share its one run (`readme_first_block`, 10
-# epochs instead of 30): on one worker under `make test` (`--dist loadgroup`).
-FIRST_BLOCK = pytest.mark.xdist_group("readme_first_block")
-
-
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 @pytest.mark.slow
-@FIRST_BLOCK
 def test_use_on_your_own_data_example_runs(readme_first_block):
     model, chosen = readme_first_block["model"], readme_first_block["chosen"]
     assert sorted(chosen.scores) == [0.003, 0.01, 0.03]
@@ -111,7 +105,6 @@ def _run_block(code, namespace):
 
 
 @pytest.mark.slow
-@FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_offline_inference_and_export_blocks_run(
     readme_first_block, tmp_path, monkeypatch
@@ -149,7 +142,6 @@ def test_offline_inference_and_export_blocks_run(
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke_demo")
 def test_demo_then_the_plot_command(smoke_demo, tmp_path):
     assert _equivalent("make demo") == SMOKE_DEMO  # What `smoke_demo` ran.
     demo, output_dir = smoke_demo
@@ -172,7 +164,6 @@ def test_experiment_commands(tmp_path):
 
 
 @pytest.mark.slow
-@FIRST_BLOCK
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_first_block_beats_naive_fusion_on_av_digits(readme_first_block):
     """The first block and the baselines block, as written but with 10 epochs

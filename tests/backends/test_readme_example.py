@@ -14,7 +14,6 @@ from tests.helpers import README_EXPORT, readme_section_block
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_first_block")
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_use_it_on_your_own_data_runs_on_this_backend(readme_first_block):
     code = readme_section_block("Use it on your own data")

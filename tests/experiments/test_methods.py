@@ -318,7 +318,6 @@ def test_bad_config_is_a_usage_error_without_traceback():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke_demo")
 def test_compare_command_line_is_quiet_and_reproducible(smoke_demo, tmp_path):
     """The smoke demo (`smoke_demo`, a first run) and the same command again."""
     _, first_dir = smoke_demo

@@ -77,10 +77,6 @@ SIGNATURES = {
 }
 
 
-# The tests of the one export below: on one worker under `make test`.
-EXPORTED = pytest.mark.xdist_group("export_exported")
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A trained model (mode "weighted", fit on V), its SavedModel, 17 inputs."""
@@ -102,7 +98,6 @@ def exported(tmp_path_factory):
     return {"model": model, "path": path, "dir": directory, "expected": expected}
 
 
-@EXPORTED
 def test_signatures_cover_every_mode_and_every_subset(exported):
     names = export.signature_names(exported["model"])
     assert {k: v[0] for k, v in names.items()} == SIGNATURES
@@ -110,7 +105,6 @@ def test_signatures_cover_every_mode_and_every_subset(exported):
     assert names["only_audio_and_image"][1] == "weighted"
 
 
-@EXPORTED
 def test_saved_model_variables_exclude_blend_weights(exported):
     checkpoint = os.path.join(exported["path"], "variables", "variables")
     shapes = sorted(
@@ -126,7 +120,6 @@ def test_saved_model_variables_exclude_blend_weights(exported):
     assert len(shapes) == 14 and len(model.weights) == 18
 
 
-@EXPORTED
 def test_reload_in_fresh_process_matches_keras_for_every_signature(exported):
     result = runner.run_json(
         [
@@ -172,7 +165,6 @@ def _cli(*args):
     return run_command([SAVED_MODEL_CLI, *args], timeout=120).stdout
 
 
-@EXPORTED
 def test_saved_model_cli_show(exported):
     out = _cli("show", "--dir", exported["path"], "--all")
     for name in SIGNATURES:
@@ -191,7 +183,6 @@ def test_saved_model_cli_show(exported):
     assert "inputs['audio']" not in only_image
 
 
-@EXPORTED
 @pytest.mark.parametrize("signature", ["serving_default", "only_image_and_text"])
 def test_saved_model_cli_run(exported, signature):
     directory = exported["dir"]

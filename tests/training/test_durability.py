@@ -18,9 +18,8 @@ import pytest
 
 from tests.scripts import runner
 
-# Each test runs the script in subprocesses (tens of seconds); most compare with
-# one module-scoped reference run, which one worker then runs once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("durability")]
+# Each test runs the script in subprocesses (tens of seconds).
+pytestmark = pytest.mark.slow
 
 SCRIPT = runner.script_path("durable_train.py")
 EPOCHS = 6  # estimates at the ends of epochs 2, 4, 6 (super_epoch=2)
