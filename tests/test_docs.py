@@ -417,8 +417,13 @@ def test_the_docs_import_only_the_public_api(source):
     private = sorted({m for m, _ in imports if m not in PUBLIC_MODULES})
     assert not private, f"{source} imports from outside the public API: {private}"
     for module, name in imports:
-        if name is not None:  # Every symbol it imports exists there.
-            assert getattr(importlib.import_module(module), name) is not None
+        if name is not None:  # Every symbol it imports exists there, as
+            # `from module import name` finds it: an attribute or a submodule.
+            try:
+                found = getattr(importlib.import_module(module), name)
+            except AttributeError:
+                found = importlib.import_module(f"{module}.{name}")
+            assert found is not None
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if s != INTERNALS])

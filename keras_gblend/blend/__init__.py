@@ -9,6 +9,8 @@ Modules:
     state_file: the state file: its JSON format, version-1 files, save, load.
     measure: each head's loss on `T'` and `V`, in inference mode; the
         measurer interface and the in-situ measurer.
+    compiled_losses: `T'` and `V` prepared once as backend tensors, and the
+        one traced function per model that returns every head's losses.
     head_copies: trained copies of the heads' sub-models: the exact mode's
         measurer and offline estimation.
 """

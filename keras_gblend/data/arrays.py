@@ -185,7 +185,9 @@ def check_disjoint(train_subset, heldout, warn):
     Args:
         train_subset: `T'` as `(x, y)` arrays (or a dataset: skipped).
         heldout: `V` as `(x, y)` arrays (or a dataset: skipped).
-        warn: Called with a `UserWarning` instance when some examples are shared.
+        warn: Called with the message when some examples are shared (the
+            caller chooses the warning: `keras_gblend.blend.measure.check_sets`
+            raises a `GBlendWarning`).
 
     Raises:
         ValueError: If every example of `heldout` is in `train_subset`.
@@ -208,14 +210,10 @@ def check_disjoint(train_subset, heldout, warn):
             "would mean nothing. Split with keras_gblend.data.holdout_split."
         )
     if shared:
-        from keras_gblend.common.messages import GBlendWarning
-
         warn(
-            GBlendWarning(
-                f"{shared} of the {total} examples of `heldout` (V) are also in "
-                "`train_subset` (T'): V must not be trained on. Split with "
-                "keras_gblend.data.holdout_split."
-            )
+            f"{shared} of the {total} examples of `heldout` (V) are also in "
+            "`train_subset` (T'): V must not be trained on. Split with "
+            "keras_gblend.data.holdout_split."
         )
 
 

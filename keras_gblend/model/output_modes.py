@@ -100,9 +100,10 @@ class OutputModes:
 
         Fits the `"weighted"` mode's weights on `V`, scores `"fused"`, `"mean"`
         and `"weighted"` (cross-fitted) on `V` (`prediction.choose_mode`), and
-        sets the best one (ties: fused, then mean). `GBlendCallback` calls it
-        when training ends (its default `output="auto"`). Pass `V`, held out
-        from the TRAINING data, never test data.
+        sets the best one (ties: fused, then mean). `GBlendCallback` makes the
+        same choice when training ends (its default `output="auto"`), from the
+        probabilities on `V` its measurement computed. Pass `V`, held out from
+        the TRAINING data, never test data.
 
         Args:
             heldout: `(x, y)`: a dict of every modality's arrays and labels.

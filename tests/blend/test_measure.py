@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_gblend.blend import measure
+from keras_gblend.blend import compiled_losses, measure
 from tests.helpers import synthetic_setup
 
 HEADS = ("a", "b", "fused")
@@ -49,7 +49,7 @@ def test_dataset_and_arrays_give_the_same_exact_mean(batch):
 def test_head_submodel_with_its_loss_measures_its_head():
     model, _, heldout = synthetic_setup()
     sub = model.head_model("b")
-    prepared = measure.prepare(heldout, model=sub)
+    prepared = compiled_losses.prepare(heldout, model=sub)
     assert sorted(prepared.inputs.element_spec) == ["b"]  # Extra key "a" dropped.
     stats = measure.head_loss_stats(
         sub, prepared, loss="sparse_categorical_crossentropy"
@@ -83,7 +83,7 @@ def test_uncompiled_model_is_refused():
     model, _, heldout = synthetic_setup()
     sub = model.head_model("a")
     with pytest.raises(ValueError, match="compiled with a loss per output"):
-        measure.head_loss_stats(sub, measure.prepare(heldout, model=sub))
+        measure.head_loss_stats(sub, compiled_losses.prepare(heldout, model=sub))
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_uncompiled_model_is_refused():
 def test_prepare_checks_the_data_against_the_model(make, match):
     model, _, heldout = synthetic_setup()
     with pytest.raises(ValueError, match=match):
-        measure.prepare(make(*heldout), model=model, name="heldout")
+        compiled_losses.prepare(make(*heldout), model=model, name="heldout")
 
 
 def test_in_situ_measurer_measures_the_model_itself_once():

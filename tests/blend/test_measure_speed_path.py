@@ -1,4 +1,4 @@
-"""Tests of the measurement's fast path (`measure.LossFunction`, issue 19).
+"""Tests of the measurement's fast path (`compiled_losses.LossFunction`, issue 19).
 
 The measurers measure through one traced loss function per model over backend
 tensors prepared once; it must give the numbers of the `model.predict` path and
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gblend.blend import measure
+from keras_gblend.blend import compiled_losses, measure
 from keras_gblend.blend.head_copies import HeadCopies
 from tests.helpers import synthetic_setup
 
@@ -50,7 +50,7 @@ def test_fast_path_gives_the_numbers_of_predict_and_numpy(batch_size):
 
 def test_batches_have_one_shape_and_hold_every_example_once():
     model, _, heldout = synthetic_setup()
-    data = measure.prepare(heldout, model=model, batch_size=7)
+    data = compiled_losses.prepare(heldout, model=model, batch_size=7)
     n = len(heldout[1])
     assert sum(count for _, count in data.batches) == n
     shapes = {tuple(x["a"].shape) for (x, _), _ in data.batches}
@@ -118,9 +118,9 @@ def test_distributed_or_uncompiled_models_use_predict():
         head_names = HEADS
         loss = dict(model.loss)
 
-    assert measure.LossFunction.supported(model)
-    assert not measure.LossFunction.supported(Mirrored())
-    assert not measure.LossFunction.supported(model.head_model("a"))  # No loss.
+    assert compiled_losses.LossFunction.supported(model)
+    assert not compiled_losses.LossFunction.supported(Mirrored())
+    assert not compiled_losses.LossFunction.supported(model.head_model("a"))  # No loss.
     sub = model.head_model("a")
     (data, _) = measure.prepare_sets(sub, {"train_subset": heldout, "heldout": heldout})
     with pytest.raises(ValueError, match="compiled with a loss per output"):
