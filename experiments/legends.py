@@ -24,6 +24,11 @@ COMPARE_COLUMNS = {
     "(G-Blend methods; they sum to 1)",
     "s / run": "seconds of one run, estimation included",
 }
+# Result rows that are no method of their own -> the method that yields them.
+YIELDED_BY = {
+    "ensemble_mean": "unimodal_ensemble",
+    "ensemble_fit_v": "unimodal_ensemble",
+}
 IN_SITU = (
     "gblend_online",
     "gblend_dropout",
@@ -51,7 +56,8 @@ IN_SITU_NOTE = (
 
 def describe(method):
     """The first sentence of `method`'s docstring in `experiments.rows` (a
-    result row `unimodal_<m>` that is no method of its own: `unimodal`'s).
+    result row that is no method of its own: its method's, `YIELDED_BY`, and
+    `unimodal`'s for `unimodal_<m>`).
 
     Example:
 
@@ -59,8 +65,10 @@ def describe(method):
     "Late fusion trained on the fused head's loss only"
     >>> describe("unimodal_image")
     'One model per modality: its branch and head, trained alone'
+    >>> describe("ensemble_mean") == describe("unimodal_ensemble")
+    True
     """
-    name = method
+    name = YIELDED_BY.get(method, method)
     if not hasattr(rows, name) and name.startswith("unimodal_"):
         name = "unimodal"
     doc = " ".join((getattr(getattr(rows, name, None), "__doc__", "") or "").split())

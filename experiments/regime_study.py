@@ -351,9 +351,6 @@ def main(argv):
             ("naive", "heads_dropout"),
         )
     )
-    ensembles = legends.describe("unimodal_ensemble")
-    for name in ("ensemble_mean", "ensemble_fit_v"):  # rows of one method
-        text = text.replace(f"  {name}:\n", f"  {name}: {ensembles}\n")
     with open(os.path.join(FLAGS.output_dir, "regimes.md"), "w") as handle:
         handle.write(text)
     if FLAGS.plot and by_signal:

@@ -264,6 +264,8 @@ def test_every_method_is_the_row_of_its_name_so_its_legend_is_its_docstring():
         first = " ".join(method.__doc__.split()).split(". ")[0].rstrip(".")
         assert legends.describe(name) == first
     assert legends.describe("no_such_method") == ""
+    for row, method in legends.YIELDED_BY.items():
+        assert method in methods.METHODS and legends.describe(row), row
 
 
 ROW = dict(accuracy_std=0.0, accuracy_per_seed=[1.0], ensemble_mean=None,
