@@ -37,6 +37,32 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+# Tests in other modules that use tests/test_readme.py's session fixtures
+# (`readme_first_block`, `smoke_demo`): `make test` runs them with that module.
+WITH_THE_README = (
+    "tests/backends/test_readme_example.py::",
+    "tests/experiments/test_methods.py::test_compare_command_line_is_quiet_",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` (`make test`): a module at a time per worker, with
+    `WITH_THE_README` in tests/test_readme.py's unit, so that the session
+    fixtures they share run once."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # Only under pytest-xdist.
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            if nodeid.startswith(WITH_THE_README):
+                return "tests/test_readme.py"
+            return super()._split_scope(nodeid)
+
+    return Scheduling(config, log)
+
+
 def pytest_collection_finish(session):
     """Moves what the imports and the collection made out of the garbage
     collector's reach (`gc.freeze`): they live as long as the session, and each
