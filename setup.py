@@ -43,7 +43,7 @@ setup(
         # Install the torch build you want first (e.g. `torch==2.13.0`, a CPU
         # wheel); this range then installs nothing more.
         "torch": ["torch>=2.1"],
-        "test": ["pytest-xdist>=3", "pytest>=8", "ruff>=0.6"],
+        "test": ["pytest-xdist>=3.8", "pytest>=8", "ruff>=0.6"],
         "tensorboard": ["tensorboard>=2.21,<2.22"],
         "plot": ["matplotlib>=3.8"],
     },
