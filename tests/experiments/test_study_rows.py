@@ -51,9 +51,13 @@ SCALES |= {m: 3.0 for m in methods.METHODS if "_x3" in m or m.startswith("recipe
 
 
 def test_the_study_rows_are_the_table_rows_after_the_comparisons():
-    study = list(methods.METHODS)[len(compare.FULL_METHODS) :]
+    # The table: `compare`'s rows, the fused-head study's, then issue 17's
+    # baseline (the uni-modal ensembles).
+    table = list(methods.METHODS)
+    assert table[: len(compare.FULL_METHODS)] == compare.FULL_METHODS
+    assert table[-1] == "unimodal_ensemble"
+    study = table[len(compare.FULL_METHODS) : -1]
     assert set(study) == set(SCALES) - {"naive"}
-    assert list(methods.METHODS)[: len(compare.FULL_METHODS)] == compare.FULL_METHODS
 
 
 @pytest.mark.parametrize("method, factor", sorted(SCALES.items()))
