@@ -383,11 +383,8 @@ def main(argv=None):
 
 
 def run_and_report(settings, measure_fn, table_fn):
-    """Runs `measure_fn(settings)`, writes its table (and JSON if asked).
-
-    `settings.output` and `settings.json` are where to write, not settings of
-    the run: they are taken off `settings` before it is measured.
-    """
+    """Runs `measure_fn(settings)`, writes its table (and JSON if asked); the
+    paths `settings.output` and `settings.json` are taken off `settings` first."""
     output, json_path = settings.output, settings.json
     del settings.output, settings.json
     result = measure_fn(settings)
