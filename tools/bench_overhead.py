@@ -94,21 +94,25 @@ def build_plain(seed=0):
     return model, heads
 
 
-def interleaved(variants, rounds, cpu=None):
+def interleaved(variants, rounds, cpu=None, after=None):
     """Wall seconds of every variant per round; the order flips every round.
 
     With a dict `cpu`, also fills it with this process's CPU seconds (all
     threads) per round: less disturbed than wall time by other processes.
+    `after` maps a variant's name to a function called, untimed, with what the
+    variant returned (to measure something on its result outside its time).
     """
-    names = list(variants)
+    names, after = list(variants), after or {}
     seconds = {name: [] for name in names}
     for round_ in range(rounds):
         for name in names if round_ % 2 == 0 else names[::-1]:
             start, start_cpu = time.perf_counter(), time.process_time()
-            variants[name]()
+            result = variants[name]()
             seconds[name].append(time.perf_counter() - start)
             if cpu is not None:
                 cpu.setdefault(name, []).append(time.process_time() - start_cpu)
+            if name in after:
+                after[name](result)
     return seconds
 
 
@@ -178,15 +182,40 @@ def bench_run(train, subset, heldout, epochs, rounds, batch_size=64, warmup=True
     from keras_gblend import GBlendCallback
 
     fit = dict(batch_size=batch_size, epochs=epochs, verbose=0)
-    found = {"measurements": [], "forward": [], "forward_v": []}
+    found = {"measurements": [], "forward": [], "forward_v": [], "callback": []}
 
     def naive():
         build_gblend().fit(*train, **fit)
 
+    class Timed(GBlendCallback):  # Its own time: every hook it implements.
+        seconds = 0.0
+
+        def _timed(self, hook, *args):
+            start = time.perf_counter()
+            getattr(super(), hook)(*args)
+            self.seconds += time.perf_counter() - start
+
+        def on_train_begin(self, logs=None):
+            self._timed("on_train_begin", logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._timed("on_epoch_begin", epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._timed("on_epoch_end", epoch, logs)
+
+        def on_train_end(self, logs=None):
+            self._timed("on_train_end", logs)
+
     def in_situ():
         model = build_gblend()
-        callback = GBlendCallback(subset, heldout, verbose=0)
+        callback = Timed(subset, heldout, verbose=0)
         model.fit(*train, callbacks=[callback], **fit)
+        return model, callback
+
+    def passes(result):  # Untimed: on the run's trained model, after its time.
+        model, callback = result
+        found["callback"].append(callback.seconds)
         found["measurements"].append(len(callback.measurements))
         found["forward"].append(forward_seconds(model, [subset, heldout]))
         found["forward_v"].append(forward_seconds(model, [heldout]))
@@ -194,9 +223,9 @@ def bench_run(train, subset, heldout, epochs, rounds, batch_size=64, warmup=True
     if warmup:  # Both paths once (imports, first traces), not timed.
         naive()
         in_situ()
-        found = {key: [] for key in found}
     cpu = {}
-    seconds = interleaved({"naive": naive, "in_situ": in_situ}, rounds, cpu)
+    variants = {"naive": naive, "in_situ": in_situ}
+    seconds = interleaved(variants, rounds, cpu, after={"in_situ": passes})
     floor = [  # Measurements, and `V` once more for the output mode at the end.
         n + count * forward + forward_v
         for n, count, forward, forward_v in zip(
@@ -215,6 +244,12 @@ def bench_run(train, subset, heldout, epochs, rounds, batch_size=64, warmup=True
         "in_situ_over_naive": ratios(seconds["in_situ"], seconds["naive"]),
         "in_situ_over_naive_cpu": ratios(cpu["in_situ"], cpu["naive"]),
         "floor_over_naive": ratios(floor, seconds["naive"]),
+        # Naive plus the callback's own time in the in-situ run of the round:
+        # what the callback costs, without the two runs' difference in noise.
+        "callback_over_naive": ratios(
+            [n + c for n, c in zip(seconds["naive"], found["callback"])],
+            seconds["naive"],
+        ),
     }
 
 
@@ -297,6 +332,7 @@ def table(result):
             run["floor_over_naive"],
             3,
         ),
+        ("naive run + the callback's own time / naive run", run["callback_over_naive"], 3),
         ("one forward pass over T' and V, ms", run["forward_ms"], 0),
     ]
     strategy = ", MirroredStrategy" if result["settings"].get("mirrored") else ""

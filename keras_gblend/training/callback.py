@@ -79,8 +79,9 @@ class GBlendCallback(keras.callbacks.Callback):
             `weight_scale` and `output` that are not given. `"default"` is what
             measured best across regimes (RESULTS.md, "What the defaults give"):
             the fused head's share floored at `1 / num_heads`
-            (`estimator="fused_floor"`), weights scaled to sum to the number of
-            heads, and the output mode chosen on `V` when training ends.
+            (`estimator="fused_floor"`), weights scaled so that the largest is 1
+            (`weight_scale="max_one"`), and the output mode chosen on `V` when
+            training ends.
             `"paper"` is the paper's configuration: weights summing to 1, no
             floor (`"paper"` estimator), the fused head as output.
         estimator: A name in `keras_gblend.blend.estimators.ESTIMATORS` or an
