@@ -281,8 +281,11 @@ def run_variant(name, setting):
     start = time.perf_counter()
     task = _task(setting)
     timing.fresh_session()
+    quarters = None
     if name in ("naive", "online", "offline", "exact"):
-        run_training(name, task, setting.config)
+        with timing.RssSampler() as sampler:
+            run_training(name, task, setting.config)
+        quarters = sampler.quarters()
     elif name.startswith("audio_"):
         folder = bench_audio.fsdd_dir(_FSDD_DIR.value)
         if folder is None:
@@ -293,11 +296,14 @@ def run_variant(name, setting):
         model.fit(dataset, epochs=setting.audio_epochs + 1, verbose=0, shuffle=False)
     elif name != "baseline":
         raise ValueError(f"Unknown variant {name!r}; expected {MEMORY_VARIANTS}.")
-    return {
+    result = {
         "variant": name,
         "peak_rss_mib": round(timing.peak_rss_mib(), 1),
         "seconds": round(time.perf_counter() - start, 2),
     }
+    if quarters:  # RSS while training: flat if nothing piles up per estimate.
+        result["rss_mib_quarters"] = quarters
+    return result
 
 
 def _skipped(name):

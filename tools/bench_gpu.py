@@ -43,7 +43,7 @@ LOCAL_VENVS = {
 }
 # Full-size settings: each step a fraction of the 5 minutes on a GPU.
 FULL = {
-    "overhead": ["--rounds=3", "--steps=25", "--epochs=6"],
+    "overhead": ["--rounds=3", "--steps=100", "--epochs=6"],
     "peer": ["--rounds=3", "--epochs=5"],
     "pipelines": ["--rounds=2", "--epochs=3"],
 }

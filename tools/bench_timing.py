@@ -5,6 +5,7 @@ import os
 import platform
 import resource
 import statistics
+import threading
 import time
 
 import keras
@@ -93,6 +94,65 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def rss_mib():
+    """Resident memory of this process now, in MiB (`VmRSS`; None off Linux)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+class RssSampler:
+    """Samples `rss_mib()` in a thread while the `with` block runs.
+
+    `quarters()` gives the RSS at 25, 50, 75 and 100% of the block's time: flat
+    when a run's repeated work (an estimate of the exact scheme, say) keeps no
+    memory from one repetition to the next.
+
+    Example:
+
+    >>> with RssSampler(interval=0.01) as sampler:
+    ...     time.sleep(0.05)
+    >>> len(sampler.quarters()) == 4 or rss_mib() is None
+    True
+    """
+
+    def __init__(self, interval=0.25):
+        self.interval, self.samples = interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        start = time.perf_counter()
+        while True:
+            rss = rss_mib()
+            if rss is not None:
+                self.samples.append((time.perf_counter() - start, rss))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def quarters(self):
+        if not self.samples:
+            return []
+        end = self.samples[-1][0]
+        return [
+            round(next(r for t, r in self.samples if t >= q * end), 1)
+            for q in (0.25, 0.5, 0.75, 1.0)
+        ]
+
+
 def machine():
     """The machine and library versions, for the report."""
     return {
@@ -122,4 +182,9 @@ def print_table(results):
                 )
     memory = results.get("memory", {}).get("variants", {})
     for name, entry in memory.items():
-        print(f"| peak RSS {name} | {entry.get('peak_rss_mib', 'error')} MiB |")
+        if "skipped" in entry or "error" in entry:
+            print(f"| peak RSS {name} | {'skipped' if 'skipped' in entry else 'error'} |")
+            continue
+        quarters = " / ".join(str(r) for r in entry.get("rss_mib_quarters", []))
+        over = f"; RSS at 25/50/75/100% of the run {quarters} MiB" if quarters else ""
+        print(f"| peak RSS {name} | {entry['peak_rss_mib']} MiB{over} |")
