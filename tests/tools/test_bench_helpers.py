@@ -1,11 +1,28 @@
-"""`tools.bench_timing.RssSampler`: the memory trace behind "flat over the estimates"."""
+"""Timing and memory helpers of the benchmarks: what is timed, what is traced.
+
+`bench_overhead.interleaved(after=...)` keeps work done on a run's result out
+of the run's time (the floor's forward passes once sat inside the in-situ run's
+time); `bench_timing.RssSampler` gives the memory trace behind "flat over the
+estimates".
+"""
 
 import time
 
 import numpy as np
 import pytest
 
-from tools import bench_timing
+from tools import bench_overhead, bench_timing
+
+
+def test_work_after_a_variant_is_not_in_its_time():
+    seen = []
+    seconds = bench_overhead.interleaved(
+        {"run": lambda: "model", "other": lambda: None},
+        2,
+        after={"run": lambda result: (seen.append(result), time.sleep(0.3))},
+    )
+    assert seen == ["model", "model"]  # called with what the variant returned
+    assert max(seconds["run"]) < 0.1 and max(seconds["other"]) < 0.1
 
 
 @pytest.mark.skipif(bench_timing.rss_mib() is None, reason="needs /proc (Linux)")
