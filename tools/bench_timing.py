@@ -77,6 +77,18 @@ def ratio(seconds, numerator, denominator, target=None):
     return result
 
 
+def _proc_status_mib(key):
+    """A `/proc/self/status` memory field (`VmHWM`, `VmRSS`) in MiB; None off Linux."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib():
     """Peak RSS of this process: `VmHWM` on Linux, else `ru_maxrss`.
 
@@ -84,26 +96,15 @@ def peak_rss_mib():
     fork time (Linux keeps the larger of the two), so it over-reports small
     children of a large parent; `VmHWM` belongs to the new address space only.
     """
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = _proc_status_mib("VmHWM")
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak
 
 
 def rss_mib():
     """Resident memory of this process now, in MiB (`VmRSS`; None off Linux)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return _proc_status_mib("VmRSS")
 
 
 class RssSampler:
