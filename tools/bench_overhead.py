@@ -334,7 +334,11 @@ def table(result):
             run["floor_over_naive"],
             3,
         ),
-        ("naive run + the callback's own time / naive run", run["callback_over_naive"], 3),
+        (
+            "naive run + the callback's own time / naive run",
+            run["callback_over_naive"],
+            3,
+        ),
         ("one forward pass over T' and V, ms", run["forward_ms"], 0),
     ]
     strategy = ", MirroredStrategy" if result["settings"].get("mirrored") else ""

@@ -184,7 +184,9 @@ def print_table(results):
     memory = results.get("memory", {}).get("variants", {})
     for name, entry in memory.items():
         if "skipped" in entry or "error" in entry:
-            print(f"| peak RSS {name} | {'skipped' if 'skipped' in entry else 'error'} |")
+            print(
+                f"| peak RSS {name} | {'skipped' if 'skipped' in entry else 'error'} |"
+            )
             continue
         quarters = " / ".join(str(r) for r in entry.get("rss_mib_quarters", []))
         over = f"; RSS at 25/50/75/100% of the run {quarters} MiB" if quarters else ""
