@@ -72,9 +72,34 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+def _forget_traced_custom_gradients():
+    """Drops the gradient functions that tracing registered under TensorFlow's
+    unique `CustomGradient-N` names, so that what they hold can be collected.
+
+    Keras's TensorFlow optimizer sums the gradients with a replica context's
+    `all_reduce`, a `tf.custom_gradient`: traced in a graph (every train
+    function), it registers its gradient function in TensorFlow's global
+    gradient registry under a fresh name, and that function holds the whole
+    train graph. Nothing removes it, so each `fit` of the session kept its
+    graph alive: the live objects grew test after test, and with them every
+    garbage collection (each test's `clear_session` and the automatic ones
+    while tracing; 0.5 s a test late in a worker). A registered function is
+    only looked up while the graph that holds its op is differentiated, during
+    that trace; between tests no trace is under way, and a later trace
+    registers its own.
+    """
+    ops = sys.modules.get("tensorflow.python.framework.ops")
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if registry is None:  # Another backend, or TensorFlow changed its registry.
+        return
+    for name in [n for n in registry if n.startswith("CustomGradient-")]:
+        del registry[name]
+
+
 @pytest.fixture(autouse=True)
 def fresh_keras_session():
     """Clears Keras state and seeds every RNG so each test starts the same way."""
+    _forget_traced_custom_gradients()
     keras.backend.clear_session()
     keras.utils.set_random_seed(1234)
     yield
