@@ -166,10 +166,10 @@ def test_experiment_commands(tmp_path):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:G-Blend at epoch")
 def test_first_block_beats_naive_fusion_on_av_digits(readme_first_block):
-    """The first block and the baselines block, as written but with 10 epochs
-    instead of 30 and naive fusion as the only baseline, on the real AV-Digits
-    split: the defaults' output is at least naive fusion's (RESULTS.md has the
-    same over folds and seeds)."""
+    """The first block and the baselines block, as written but with
+    `README_EPOCHS` (6) epochs instead of 30 and naive fusion as the only
+    baseline, on the real AV-Digits split: the defaults' output is at least
+    naive fusion's (RESULTS.md has the same over folds and seeds)."""
     blocks = _blocks("python")
     (baselines,) = (b for b in blocks if "def baseline(head)" in b)
     loop = 'for head in ("fused", "image", "audio"):'
