@@ -15,6 +15,9 @@ Modes:
               `steps_per_execution=2`; reports what `check_compatibility` says
               and whether Keras's own `fit` still fails (the upstream bug).
 
+Several modes run in one process in the order above (`--mode both
+steps_per_execution`: the tests' one start-up for both); `jit` runs alone.
+
 Same seed, data and global batch size (16) in every mode, op determinism on
 (except `jit`: Keras turns XLA off when op determinism is on). By default every
 batch splits evenly over the replicas; `--uneven` uses sizes that do not (Keras
@@ -35,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument(
     "--mode",
+    nargs="+",
     choices=["single", "mirrored", "both", "jit", "steps_per_execution"],
     required=True,
 )
@@ -45,6 +49,8 @@ parser.add_argument(
     help="71 training and 25 held-out examples: batches that do not split evenly",
 )
 args = parser.parse_args()
+if "jit" in args.mode and len(args.mode) > 1:
+    parser.error("--mode jit runs alone (without op determinism)")
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
@@ -60,7 +66,7 @@ from keras_gblend.tf import distribute  # noqa: E402
 SEED = 7
 GLOBAL_BATCH = 16
 
-if args.mode != "jit":
+if "jit" not in args.mode:
     tf.config.experimental.enable_op_determinism()
 synthetic = data.make_synthetic(num_train=96, num_test=8, dim_b=16, seed=SEED)
 if args.uneven:
@@ -178,13 +184,14 @@ def try_incompatible(**compile_kwargs):
     return result
 
 
+modes = set(args.mode)
 result = {"mode": args.mode, "versions": [keras.__version__, tf.__version__]}
-if args.mode in ("single", "both"):
+if modes & {"single", "both"}:
     result["single"] = train_gblend(distribute.get_strategy("default"))
-if args.mode in ("mirrored", "both"):
+if modes & {"mirrored", "both"}:
     result["mirrored"] = train_gblend(distribute.get_strategy("mirrored"))
-if args.mode == "jit":
+if "jit" in modes:
     result["jit"] = try_incompatible(jit_compile=True)
-if args.mode == "steps_per_execution":
+if "steps_per_execution" in modes:
     result["steps_per_execution"] = try_incompatible(steps_per_execution=2)
 print(json.dumps(result), flush=True)

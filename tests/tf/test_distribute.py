@@ -125,12 +125,24 @@ def _no_warning():
     return contextlib.nullcontext()
 
 
-@pytest.mark.slow  # Over 20 s on 2 cores.
-def test_mirrored_training_matches_single_device():
-    """Same seed, data and global batch: mirrored == one device, replicas equal."""
-    result = runner.run_json(
-        [runner.script_path("mirrored_train.py"), "--mode", "both"], timeout=180
+def _mirrored_train(*modes):
+    return runner.run_json(
+        [runner.script_path("mirrored_train.py"), "--mode", *modes], timeout=180
     )
+
+
+@pytest.fixture(scope="module")
+def both_then_steps_per_execution():
+    """One process (one TensorFlow start-up): one device, then mirrored, then
+    the mirrored model compiled with `steps_per_execution=2` (op determinism
+    on in all three; `jit` needs it off and runs in its own process)."""
+    return _mirrored_train("both", "steps_per_execution")
+
+
+@pytest.mark.slow  # Over 20 s on 2 cores.
+def test_mirrored_training_matches_single_device(both_then_steps_per_execution):
+    """Same seed, data and global batch: mirrored == one device, replicas equal."""
+    result = both_then_steps_per_execution
     single, mirrored = result["single"], result["mirrored"]
     assert (single["replicas"], mirrored["replicas"]) == (1, 2)
     # The callback's assign reaches both replicas: identical per-replica values.
@@ -167,15 +179,18 @@ def test_mirrored_training_matches_single_device():
         ("steps_per_execution", "You must feed a value for placeholder tensor"),
     ],
 )
-def test_known_broken_mirrored_settings_still_fail_upstream(mode, upstream_error):
+def test_known_broken_mirrored_settings_still_fail_upstream(
+    mode, upstream_error, request
+):
     """`check_compatibility` flags them, and Keras's `fit` still fails on them.
 
     When this test fails because `fit_error` is None, the upstream bug was fixed:
     drop the check from `check_compatibility` for the new versions.
     """
-    result = runner.run_json(
-        [runner.script_path("mirrored_train.py"), "--mode", mode], timeout=180
-    )[mode]
+    if mode == "jit":
+        result = _mirrored_train("jit")["jit"]
+    else:  # Run after the mirrored training, in its process.
+        result = request.getfixturevalue("both_then_steps_per_execution")[mode]
     assert result["replicas"] == 2
     assert result["check"] and "github.com/keras-team/keras/issues" in result["check"]
     # GBlendModel.compile refuses the setting up front with the same message.
