@@ -291,11 +291,19 @@ def test_unknown_dataset_and_method():
 
 
 @pytest.mark.slow  # Over 20 s on 2 cores.
-def test_compare_writes_table_plot_and_state_files(tmp_path):
+def test_compare_writes_table_plot_and_state_files(tmp_path, monkeypatch):
     config = dataclasses.replace(TINY, epochs=1)
+    loaded = []
+
+    def tiny_task(name, config, seed=0):  # What it writes, not the data's size.
+        loaded.append((name, seed))
+        return _tiny_task()
+
+    monkeypatch.setattr(common, "load_task", tiny_task)
     summary, rows, table = compare.run_comparison(
         "synthetic", ["unimodal", "naive", "gblend_online"], 1, config, str(tmp_path)
     )
+    assert loaded == [("synthetic", 0)]
     assert {"unimodal_a", "unimodal_b", "naive", "gblend_online"} == set(summary)
     assert "| gblend_online |" in table
     with open(os.path.join(tmp_path, "results.json")) as handle:
