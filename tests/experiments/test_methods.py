@@ -189,7 +189,7 @@ def test_heldout_set_is_never_trained_on(monkeypatch):
         return fit(self, x, y, **kwargs)
 
     monkeypatch.setattr(GBlendModel, "fit", spy)
-    methods.run_method("gblend_online", task, TINY, seed=0)
+    methods.run_method("gblend_online", task, TINY, seed=0, evaluations=())
     _, (heldout_x, _) = data.holdout_split(
         task.train, heldout_fraction=TINY.heldout_fraction, seed=0
     )
