@@ -59,8 +59,17 @@ DIFFERENCES = [
 TWINS = dict(DIFFERENCES[:3])
 PRESETS = {
     "full": dict(signals=(0.0, 1.0, 2.0, 4.0), seeds=2, folds=3, stride=1, config={}),
-    # Every 5th example (400), one knob point, 2 folds, 1 epoch: for the tests.
-    "smoke": dict(signals=(0.0,), seeds=1, folds=2, stride=5, config=protocol.SMOKE),
+    # Every 5th example (400), one knob point, 2 folds, 1 epoch, and no extra
+    # evaluation of every run (the output modes, which the map does not read):
+    # for the tests.
+    "smoke": dict(
+        signals=(0.0,),
+        seeds=1,
+        folds=2,
+        stride=5,
+        config=protocol.SMOKE,
+        evaluations=(),
+    ),
 }
 GRID = (0.03,)
 FLAGS = flags.FLAGS
@@ -273,11 +282,14 @@ def run(signal, preset, output_dir, recorded_only=False, log=print):
     x, y, groups = functools.partial(load_pool, signal=signal)()
     rows = slice(None, None, preset["stride"])
     pool = {m: v[rows] for m, v in x.items()}, y[rows], groups[rows]
+    run_fn = methods.run_method
+    if "evaluations" in preset:
+        run_fn = functools.partial(run_fn, evaluations=preset["evaluations"])
     return protocol.run_protocol(
         ROWS,
         pool,
         config,
-        run_fn=methods.run_method,
+        run_fn=run_fn,
         folds=preset["folds"],
         seeds=preset["seeds"],
         grid=GRID,
