@@ -273,7 +273,8 @@ def test_the_demo_command_line_runs_and_writes_its_table(tmp_path):
     out = tmp_path / "cv.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "experiments.crossval", "--preset=demo",
-         "--methods=naive", "--config=epochs=1", f"--output={out}"],
+         "--methods=naive", "--config=epochs=1", "--evaluations=",
+         f"--output={out}"],
         cwd=REPO_ROOT,
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
@@ -285,6 +286,8 @@ def test_the_demo_command_line_runs_and_writes_its_table(tmp_path):
     assert [r["fold"] for r in tests] == [0, 1, 2]
     assert {r["lr"] for r in tests} == {0.03}
     assert not [r for r in records if r["kind"] == "select"]
+    # --evaluations= (none): the table reads the accuracies only.
+    assert all("modes" not in row for r in tests for row in r["rows"])
     table = (tmp_path / "cv.md").read_text()
     assert "| naive | 3 | 0.03 |" in table
     # Printed after the table: its legend.
