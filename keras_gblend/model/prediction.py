@@ -183,10 +183,11 @@ def fit_combination_weights(probs, labels, *, max_iter=1000, tol=1e-9):
     likelihood = np.stack([p[np.arange(n), y] for p in arrays.values()], axis=1)
     likelihood = np.maximum(likelihood, _EPS)
     weights = np.full(len(arrays), 1.0 / len(arrays))
+    transposed = np.ascontiguousarray(likelihood.T)
     for _ in range(max_iter):
-        resp = weights * likelihood
-        resp /= resp.sum(axis=1, keepdims=True)
-        new = resp.mean(axis=0)
+        # The mean responsibility of each head, `mean_i w_h L_ih / (L w)_i`,
+        # as two matrix-vector products (no (n, heads) temporary per step).
+        new = weights * (transposed @ (1.0 / (likelihood @ weights))) / n
         done = np.max(np.abs(new - weights)) < tol
         weights = new
         if done:
