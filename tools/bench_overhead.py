@@ -26,7 +26,8 @@ flipping every round, and each question reports min / median / max over rounds:
   plus the forward passes the callback cannot avoid (one pass over `T'` and `V`
   per measurement, and one over `V` at the end, where its default
   `output="auto"` chooses the output mode on `V`), timed alone on the trained
-  model with `predict_on_batch` at the callback's batch size of 256.
+  model through the callback's own path (the sets prepared once, one traced
+  loss function, its batch size of 256), after an untimed pass that traces.
 
 `--combine` reads the JSON files of several backends and writes the table that
 sets each backend against TensorFlow (a backend's own cost) next to the
@@ -166,19 +167,27 @@ def bench_step(train, steps, rounds, batch_size=64, warmup=True):
 def forward_seconds(model, pairs, batch_size=256):
     """Seconds of one forward pass over each `(x, y)` of `pairs`, batched.
 
-    A first, untimed pass traces the predict function for every batch shape
-    (the last batch of each set is smaller), so only the passes are timed.
+    Through the path the callback measures with: each set prepared once
+    (`prepare_sets`: backend tensors, every batch of one shape) and run by one
+    traced prediction function (`LossFunction`, where the backend and model
+    allow; else `model.predict`, as the callback does then). A first, untimed
+    pass traces / compiles, so only the passes are timed: the floor is the
+    forward passes themselves, not their set-up.
     """
-    batches = [
-        {m: v[i : i + batch_size] for m, v in x.items()}
-        for x, y in pairs
-        for i in range(0, len(y), batch_size)
+    from keras_gblend.blend import compiled_losses, measure
+
+    supported = compiled_losses.LossFunction.supported(model)
+    function = compiled_losses.LossFunction(model) if supported else None
+    sets = [
+        compiled_losses.prepare(pair, model=model, batch_size=batch_size)
+        for pair in pairs
     ]
-    for batch in batches:
-        model.predict_on_batch(batch)
+    sets = [prepared._replace(function=function) for prepared in sets]
+    for prepared in sets:
+        measure.per_example_losses(model, prepared, batch_size=batch_size)
     start = time.perf_counter()
-    for batch in batches:
-        model.predict_on_batch(batch)
+    for prepared in sets:
+        measure.per_example_losses(model, prepared, batch_size=batch_size)
     return time.perf_counter() - start
 
 
