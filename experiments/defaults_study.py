@@ -5,6 +5,7 @@ Usage (RESULTS.md's "What the defaults give"; resumable, one JSONL file per regi
     python -m experiments.defaults_study --seeds=2 --output_dir=runs/defaults
     python -m experiments.defaults_study --preset=smoke --output_dir=/tmp/smoke
     python -m experiments.defaults_study --recorded_only  # tables of what has run
+    python -m experiments.defaults_study --variants=subset_size=500  # + a variant row
 
 Regimes (`protocol.POOLS`): `av_digits` (mild imbalance: audio memorises the
 training speakers), `mfeat` (UCI Multiple Features, K = 6 views: naive fusion
@@ -21,6 +22,14 @@ reference, since it is picked on test data) and with the best row, and checks
 issue 16's goals for the first block: within 0.5 points of the best row, above
 naive fusion with the 95% CI above 0, at most 1 point below the best single
 modality.
+
+`--variants` asks what one default is worth: each `name=value` (a
+`common.Config` field) adds the row `gblend_default[name=value]`, the first
+block with that one setting changed, run through the same protocol (same folds,
+seeds and learning-rate search on `V`) into its own file
+(`<regime>.<name>=<value>.jsonl`) and paired with the first block as well. A
+variant is a candidate default, not a method a user would pick instead: the
+goals leave it out.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import os
 
 from absl import app, flags
 
-from experiments import common, cv_report, legends, methods, protocol
+from experiments import cli, common, cv_report, legends, methods, protocol
 
 ROWS = [
     "unimodal",
@@ -81,8 +90,9 @@ def _ci(vs):
 
 
 def best_other(summary):
-    """The row other than the first block with the best mean accuracy."""
-    others = [m for m in summary if m != FIRST_BLOCK]
+    """The row other than the first block (and its variants) with the best mean
+    accuracy."""
+    others = [m for m in summary if m.partition("[")[0] != FIRST_BLOCK]
     return max(others, key=lambda m: summary[m]["mean"])
 
 
@@ -112,10 +122,16 @@ def goals(summary, single):
 
 
 def report(name, results):
-    """The markdown section of one regime: the table and the goals."""
+    """The markdown section of one regime: the table and the goals.
+
+    With variant rows (`--variants`), every row is paired with the first block
+    too.
+    """
     summary = cv_report.summarise(results, ())
     single, best = best_single(summary), best_other(summary)
     baselines = ("naive", single)
+    if any("[" in m for m in summary):
+        baselines += (FIRST_BLOCK,)
     table = legends.crossval_table(cv_report.summarise(results, baselines), baselines)
     summary = cv_report.summarise(results, tuple(dict.fromkeys((*baselines, best))))
     lines = [f"### {name}", "", table, ""]
@@ -136,29 +152,67 @@ def _define_flags():
     flags.DEFINE_bool(
         "recorded_only", False, "Report what the files hold; train nothing."
     )
+    flags.DEFINE_list(
+        "variants",
+        [],
+        "Config overrides name=value: one more row each, the first block with "
+        "that setting changed (e.g. subset_size=500), in its own file.",
+    )
+
+
+def variant_rows(override, run, settings=None):
+    """The first block's records with one `Config` override, renamed.
+
+    Args:
+        override: `name=value` (see `experiments.cli.parse_overrides`).
+        run: `run(methods, config, output_suffix) -> records`.
+        settings: The preset's `Config` settings the override changes.
+
+    Returns:
+        The records, each `method` renamed `gblend_default[name=value]`.
+
+    Example:
+
+    >>> (row,) = variant_rows("subset_size=500", lambda m, c, s: [
+    ...     {"method": m[0], "size": c.subset_size, "file": s}])
+    >>> row["method"], row["size"], row["file"]
+    ('gblend_default[subset_size=500]', 500, '.subset_size=500')
+    """
+    changed = cli.make_config([override], **(settings or {}))
+    records = run([FIRST_BLOCK], changed, f".{override}")
+    return [dict(r, method=f"{FIRST_BLOCK}[{override}]") for r in records]
 
 
 def main(argv):
     del argv
     preset = PRESETS[FLAGS.preset]
     config = dataclasses.replace(common.Config(), **preset["config"])
+    for override in FLAGS.variants:  # A typo fails now, not after hours of runs.
+        cli.make_config([override])
     sections = []
     for name in FLAGS.datasets:
         load_pool, standardise = protocol.POOLS[name]
-        results = protocol.run_protocol(
-            ROWS,
-            load_pool(),
-            config,
-            run_fn=methods.run_method,
-            folds=FLAGS.folds,
-            seeds=FLAGS.seeds or preset["seeds"],
-            grid=preset["grid"],
-            output=os.path.join(FLAGS.output_dir, f"{name}.jsonl"),
-            name=name,
-            standardise=standardise,
-            recorded_only=FLAGS.recorded_only,
-            log=lambda line: None if FLAGS.recorded_only else print(line),
-        )
+        pool = load_pool()
+
+        def run(rows, config, suffix="", name=name, pool=pool, standardise=standardise):
+            return protocol.run_protocol(
+                rows,
+                pool,
+                config,
+                run_fn=methods.run_method,
+                folds=FLAGS.folds,
+                seeds=FLAGS.seeds or preset["seeds"],
+                grid=preset["grid"],
+                output=os.path.join(FLAGS.output_dir, f"{name}{suffix}.jsonl"),
+                name=name,
+                standardise=standardise,
+                recorded_only=FLAGS.recorded_only,
+                log=lambda line: None if FLAGS.recorded_only else print(line),
+            )
+
+        results = run(ROWS, config)
+        for override in FLAGS.variants:
+            results += variant_rows(override, run, preset["config"])
         sections.append(report(name, first_per_run(results)))
     text = "\n".join(sections)
     with open(os.path.join(FLAGS.output_dir, "defaults.md"), "w") as handle:

@@ -67,7 +67,12 @@ def describe(method):
     'One model per modality: its branch and head, trained alone'
     >>> describe("ensemble_mean") == describe("unimodal_ensemble")
     True
+    >>> describe("gblend_default[subset_size=500]")
+    "The README's first block: every setting a package default, but subset_size=500"
     """
+    base, _, changed = method.partition("[")
+    if changed:  # A variant of a row (`defaults_study --variants`).
+        return f"{describe(base)}, but {changed.rstrip(']')}"
     name = YIELDED_BY.get(method, method)
     if not hasattr(rows, name) and name.startswith("unimodal_"):
         name = "unimodal"

@@ -51,3 +51,23 @@ def test_a_first_block_below_the_best_single_modality_misses_that_goal():
         "unimodal_a",
     )  # The best other row is unimodal_a itself.
     assert [met for _, _, met in goals] == [False, True, False]
+
+
+def test_a_variant_row_is_paired_with_the_first_block_and_kept_out_of_the_goals():
+    results = _results(
+        {
+            "unimodal_a": 90.0,
+            "naive": 85.0,
+            "gblend_default": 92.0,  # 92.0, 92.1, 92.2 over the folds.
+            "gblend_default[subset_size=500]": 95.0,
+        }
+    )
+    text = defaults_study.report("toy", results)
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if "| " in line}
+    variant = rows["| gblend_default[subset_size=500]"]
+    # Its last pairing is with the first block: +2.9 on average (3.0, 2.9, 2.8).
+    assert variant.endswith("| +2.9 [+2.7, +3.1] (3/0/0) | – |")
+    # The variant scores best but is a candidate default, not a rival row.
+    assert rows["| within 0.5 of the best row (unimodal_a)"].endswith("| met |")
+    assert "gblend_default[subset_size=500]: The README's first block" in text
+    assert "but subset_size=500" in text
