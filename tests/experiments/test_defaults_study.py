@@ -71,3 +71,13 @@ def test_a_variant_row_is_paired_with_the_first_block_and_kept_out_of_the_goals(
     assert rows["| within 0.5 of the best row (unimodal_a)"].endswith("| met |")
     assert "gblend_default[subset_size=500]: The README's first block" in text
     assert "but subset_size=500" in text
+
+
+def test_the_first_block_alone_beside_its_variant_is_paired_without_goals():
+    results = _results(
+        {"gblend_default": 92.0, "gblend_default[subset_size=500]": 93.0}
+    )
+    text = defaults_study.report("toy", results)
+    variant = next(line for line in text.splitlines() if "[subset_size=500] |" in line)
+    assert variant.endswith("| +0.9 [+0.7, +1.1] (3/0/0) | – |")  # 1.0, 0.9, 0.8
+    assert "goal for the first block" not in text
