@@ -11,6 +11,7 @@ estimate).
 
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -46,16 +47,32 @@ def _assert_same_end(result, reference):
     assert len(result["state"]["estimates"]) == EPOCHS // 2
 
 
-def test_crash_between_state_write_and_backup_resumes_exactly(tmp_path, reference):
-    """SIGKILL at the worst moment: state written for epoch 4, backup not."""
-    process = runner.start(_command(tmp_path, "--crash-at-epoch", "3"))
+@pytest.fixture(scope="module")
+def crashed_at_epoch_3(tmp_path_factory):
+    """A run killed (SIGKILL) at the end of epoch 3 (0-based), after the callback
+    wrote its state for epoch 4 and before BackupAndRestore saved: its workdir,
+    which each test copies before it restarts there."""
+    workdir = tmp_path_factory.mktemp("crashed_at_epoch_3")
+    process = runner.start(_command(workdir, "--crash-at-epoch", "3"))
     code, _, err = runner.communicate(process, timeout=120)
     assert code == -signal.SIGKILL, err[-2000:]
-    state = json.loads((tmp_path / "gblend_state.json").read_text())
+    return workdir
+
+
+def _copy(workdir, tmp_path):
+    return shutil.copytree(workdir, tmp_path / "workdir")
+
+
+def test_crash_between_state_write_and_backup_resumes_exactly(
+    tmp_path, crashed_at_epoch_3, reference
+):
+    """SIGKILL at the worst moment: state written for epoch 4, backup not."""
+    workdir = _copy(crashed_at_epoch_3, tmp_path)
+    state = json.loads((workdir / "gblend_state.json").read_text())
     assert [e["epoch"] for e in state["estimates"]] == [2, 4]  # one ahead of backup
     # Same command again: BackupAndRestore restarts at epoch 3 (0-based), the
     # callback drops the estimate recorded after it and recomputes it.
-    result = _run(tmp_path, "--crash-at-epoch", "3")
+    result = _run(workdir, "--crash-at-epoch", "3")
     assert result["epochs_run"] == list(range(3, EPOCHS))
     _assert_same_end(result, reference)
 
@@ -100,15 +117,21 @@ def test_same_seed_gives_identical_runs(tmp_path, reference):
     assert result["state"] == reference["state"]
 
 
-def test_torn_weights_backup_falls_back_to_previous_backup(tmp_path, reference):
-    """A weights file torn by a kill mid-write: `double_checkpoint` recovers."""
-    process = runner.start(_command(tmp_path, "--crash-at-epoch", "4"))
-    code, _, err = runner.communicate(process, timeout=120)
-    assert code == -signal.SIGKILL, err[-2000:]
-    latest = tmp_path / "backup" / "latest.weights.h5"
+def test_torn_weights_backup_falls_back_to_previous_backup(
+    tmp_path, crashed_at_epoch_3, reference
+):
+    """A weights file torn by a kill mid-write: `double_checkpoint` recovers.
+
+    On the run killed after epoch 3 (0-based; latest backup: end of epoch 2,
+    the previous one: end of epoch 1), the latest weights torn: the restart
+    loads the previous backup and the callback drops the estimate recorded
+    after it (its state holds the estimates of epochs 2 and 4, 1-based).
+    """
+    workdir = _copy(crashed_at_epoch_3, tmp_path)
+    latest = workdir / "backup" / "latest.weights.h5"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
-    result = _run(tmp_path, "--crash-at-epoch", "4")
-    assert result["epochs_run"][0] == 3  # the previous backup (end of epoch 3)
+    result = _run(workdir, "--crash-at-epoch", "3")
+    assert result["epochs_run"][0] == 2  # the previous backup (end of epoch 2)
     _assert_same_end(result, reference)
 
 
