@@ -26,7 +26,8 @@ EQUIVALENTS = {
     ".venv/bin/python -m tools.plot_blend": "README",  # As written, after the demo.
     ".venv/bin/python -m experiments.train": (
         "-m experiments.train --method=gblend_online --dataset=av_digits "
-        "--epochs=1 --config=warmup_epochs=0,super_epoch=1 --output_dir={out}/train"
+        "--epochs=1 --config=warmup_epochs=0,super_epoch=1,subset_size=64,"
+        "encoders=image:mlp+audio:mlp --output_dir={out}/train"
     ),
     ".venv/bin/python -m experiments.compare": SMOKE_DEMO,
     ".venv/bin/python -m experiments.sensitivity": (
