@@ -118,15 +118,6 @@ class Setting:
         self.exact_repeats = repeats or (1 if quick else 2)
 
 
-def _warm_up_setting():
-    """The full run's warm-up: a naive run of 192 clips, CNN encoders."""
-    setting = Setting(True)
-    setting.num_examples = 192
-    conv = common.Config.encoders  # The default: a CNN for images.
-    setting.config = dataclasses.replace(setting.config, encoders=conv)
-    return setting
-
-
 def _task(setting):
     task = common.load_task("av_digits", setting.config)
     if setting.num_examples is None:
@@ -367,9 +358,8 @@ def main(argv):
         "quick": setting.quick,
         "machine": timing.machine(),
         "data": "AV-Digits train split (2000 clips, or the first "
-        f"{setting.num_examples} in --quick), "
-        + ("MLP" if setting.quick else "CNN")
-        + " encoders of experiments.common.make_branches",
+        f"{setting.num_examples} in --quick), encoders {setting.config.encoders} "
+        "(experiments.common.make_branches)",
         "config": dataclasses.asdict(setting.config),
         "repeats": {
             "step": setting.step_repeats,
@@ -381,9 +371,8 @@ def main(argv):
     }
     task = _task(setting)
     timing.fresh_session()
-    if not setting.quick:  # --quick's timings mean nothing: no warm-up there.
-        warm_up = _warm_up_setting()
-        run_training("naive", _task(warm_up), warm_up.config)
+    if not setting.quick:  # Untimed: imports, first traces of the timed model.
+        run_training("naive", task, dataclasses.replace(setting.config, epochs=1))
     sections = {
         "step": lambda: bench_step(setting, task),
         "online": lambda: bench_online(setting, task),
